@@ -1,0 +1,207 @@
+"""``mner-hf export-dataset``: write a Hub-ready dataset folder that needs no code of ours.
+
+Layout written to ``out_dir``::
+
+    README.md                              dataset card (YAML: configs, dataset_info, license, ...)
+    data/<split>-00000-of-0000N.parquet    shards with the image bytes embedded
+
+``datasets.load_dataset(out_dir)`` (or the Hub repository the folder is pushed to) reads it back
+with the same features (``ClassLabel`` names included) and the same image bytes.
+The card is rendered from ``dataset_scripts/README.template.md`` with the per-dataset metadata of
+``dataset_scripts/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import datasets
+import yaml
+from datasets.table import embed_table_storage
+
+from .builders import DATASET_NAMES, load_dataset
+from .models.labels import DEFAULT_TYPE_MAP, label_types, tags_to_spans
+from .readers import IMAGE_POLICIES, ReadReport
+from .resources import dataset_scripts_dir
+
+__all__ = ["export_dataset", "render_card", "register_subcommand"]
+
+DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
+
+
+def _metadata(name: str) -> dict[str, Any]:
+    path = dataset_scripts_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset metadata {path}; add one for dataset {name!r}")
+    meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+    missing = {"pretty_name", "license", "description", "citation", "license_text"} - set(meta)
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(sorted(missing))}")
+    return meta
+
+
+def _split_counts(ds: datasets.Dataset) -> tuple[int, int, int]:
+    names = ds.features["ner_tags"].feature.names
+    entities = sum(len(tags_to_spans([names[i] for i in tags])) for tags in ds["ner_tags"])
+    return len(ds), entities, int(sum(ds["num_images"]))
+
+
+def render_card(
+    name: str,
+    dd: datasets.DatasetDict,
+    split_bytes: dict[str, int] | None = None,
+    reports: dict[str, ReadReport] | None = None,
+) -> str:
+    """Dataset card text (YAML front matter + Markdown) for ``dd``; ``split_bytes``: Arrow bytes per split."""
+    meta = _metadata(name)
+    first = next(iter(dd.values()))
+    info = datasets.DatasetInfo(features=first.features)
+    info_yaml = info._to_yaml_dict()
+    split_bytes = split_bytes or {s: d.data.nbytes for s, d in dd.items()}
+    info_yaml["splits"] = [
+        {"name": s, "num_bytes": int(split_bytes[s]), "num_examples": len(d)} for s, d in dd.items()
+    ]
+    info_yaml["dataset_size"] = int(sum(split_bytes[s] for s in dd))
+    front: dict[str, Any] = {
+        "pretty_name": meta["pretty_name"],
+        "license": meta["license"],
+        "language": meta.get("language", []),
+        "task_categories": ["token-classification"],
+        "task_ids": ["named-entity-recognition"],
+        "tags": ["multimodal", "ner", "images", "social-media"],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in dd],
+            }
+        ],
+        "dataset_info": info_yaml,
+    }
+    rows = []
+    for split, ds in dd.items():
+        posts, entities, images = _split_counts(ds)
+        rows.append(f"| {split} | {posts} | {entities} | {images} |")
+    reports = reports or {}
+    orphans = sum(r.orphans for r in reports.values())
+    policy = next((r.orphan_policy for r in reports.values()), "keep")
+    image_policy = next((r.image_policy for r in reports.values()), "error")
+    if any(r.image_dir_missing for r in reports.values()):
+        image_note = "no image folder was given: posts carry 0 images"
+    else:
+        image_note = (
+            f"{sum(r.images_skipped for r in reports.values())} skipped, "
+            f"{sum(r.images_placeholder for r in reports.values())} grey placeholders"
+        )
+    has_url = "url" in first.features
+    values = {
+        "front_matter": yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip("\n"),
+        "pretty_name": meta["pretty_name"],
+        "description": meta["description"].strip(),
+        "name": name,
+        "first_split": next(iter(dd)),
+        "splits_table": "\n".join(rows),
+        "types": ", ".join(label_types(first.features["ner_tags"].feature.names)),
+        "url_row": "| `url` | string | source URL of the post (null when absent) |\n" if has_url else "",
+        "type_map": ", ".join(f"{k} -> {v}" for k, v in DEFAULT_TYPE_MAP.items() if k != v),
+        "orphan_policy": policy,
+        "orphans": f"{orphans} found" if reports else "count not recorded",
+        "image_policy": image_policy,
+        "image_note": image_note,
+        "license_text": str(meta["license_text"]).strip(),
+        "citation": str(meta["citation"]).strip(),
+    }
+    template = (dataset_scripts_dir() / "README.template.md").read_text(encoding="utf-8")
+    return Template(template).substitute(values)
+
+
+def export_dataset(
+    dataset: datasets.DatasetDict | str,
+    out_dir: str | os.PathLike,
+    *,
+    name: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    overwrite: bool = False,
+    **load_options: Any,
+) -> Path:
+    """Write ``dataset`` (a ``DatasetDict`` or a dataset name for :func:`load_dataset`) to ``out_dir``.
+
+    Args:
+        dataset: a ``DatasetDict`` with the MNER features, or one of :data:`DATASET_NAMES`.
+        out_dir: folder to write (must be empty or absent unless ``overwrite``).
+        name: metadata name (``dataset_scripts/<name>.yaml``); defaults to ``dataset`` when a string.
+        data_dir, image_dir, load_options: passed to :func:`load_dataset` when ``dataset`` is a name.
+        max_shard_bytes: target size of one parquet shard (images included).
+
+    Returns the output folder.
+    """
+    if isinstance(dataset, str):
+        name = name or dataset
+        dd, reports = load_dataset(dataset, data_dir, image_dir, return_report=True, **load_options)
+    else:
+        if name is None:
+            raise ValueError("export_dataset needs name= (metadata to use) when given a DatasetDict")
+        dd, reports = dataset, getattr(dataset, "read_reports", None)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
+        shutil.rmtree(out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    split_bytes: dict[str, int] = {}
+    for split, ds in dd.items():
+        embedded = ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
+        embedded = embedded.with_format(None)
+        n = max(1, math.ceil(embedded.data.nbytes / max_shard_bytes))
+        for i in range(n):
+            shard = embedded.shard(num_shards=n, index=i, contiguous=True)
+            shard.to_parquet(str(out / "data" / f"{split}-{i:05d}-of-{n:05d}.parquet"))
+        split_bytes[split] = embedded.data.nbytes
+    card = render_card(name, dd, split_bytes, reports)
+    (out / "README.md").write_text(card, encoding="utf-8")
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    options = {"orphan_policy": args.orphan_policy, "image_policy": args.image_policy, "cache_dir": args.cache_dir}
+    if args.twitter2017_image_dir:
+        options["twitter2017_image_dir"] = args.twitter2017_image_dir
+    out = export_dataset(
+        args.name,
+        args.out,
+        data_dir=args.data_dir,
+        image_dir=args.image_dir,
+        max_shard_bytes=int(args.max_shard_mb * 1024 * 1024),
+        overwrite=args.overwrite,
+        **options,
+    )
+    print(f"wrote {out} (load it with datasets.load_dataset({str(out)!r}))")
+    return 0
+
+
+def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``export-dataset NAME --data-dir D --out OUT [--image-dir I]``."""
+    p = subparsers.add_parser(
+        "export-dataset",
+        help="write a Hub-ready dataset folder (parquet with embedded images + dataset card)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", choices=DATASET_NAMES, help="dataset to export")
+    p.add_argument("--data-dir", default=None, help="folder with the raw files (not needed for 'sample')")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--image-dir", default=None, help="image folder (default: <data-dir>/images if present)")
+    p.add_argument("--twitter2017-image-dir", default=None, help="MNER-MI-Plus second image folder")
+    p.add_argument("--image-policy", choices=IMAGE_POLICIES, default="error", help="missing image files")
+    p.add_argument("--orphan-policy", choices=("keep", "repair"), default="keep", help="orphan I- tags")
+    p.add_argument("--max-shard-mb", type=float, default=500.0, help="target parquet shard size in MiB")
+    p.add_argument("--cache-dir", default=None, help="datasets cache folder (default: the datasets cache)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=_run)
