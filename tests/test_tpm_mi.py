@@ -307,3 +307,21 @@ def test_from_encoders_with_real_minilm(minilm_path: str, tmp_path: Path) -> Non
                    pixel_values=torch.randn(1, 2, 3, 32, 32), image_mask=torch.zeros(1, 2, dtype=torch.long))
     ref_states = ref(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
     torch.testing.assert_close(masked.logits[0], model.classifier(ref_states[0, masked.word_positions[0]]), atol=1e-5, rtol=1e-4)
+
+
+def test_mobilenet_batchnorm_keeps_running_statistics_in_training() -> None:
+    """transformers' MobileNetV2 uses TF's momentum 0.997; ImageEncoder converts it to PyTorch's 0.003."""
+    from transformers import MobileNetV2Config
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder(MobileNetV2Config(image_size=32, depth_multiplier=0.35, num_channels=3))
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(abs(m.momentum - 0.003) < 1e-9 for m in norms)
+    first = norms[0]
+    before = first.running_mean.clone()
+    encoder.train()
+    pixels = torch.randn(1, 2, 3, 32, 32) * 5 + 3
+    encoder(pixels, torch.ones(1, 2, dtype=torch.long))
+    batch_mean_shift = (first.running_mean - before).abs().max().item()
+    # With PyTorch's default reading of 0.997 the running mean would jump to ~the batch mean (shift >> 0.1).
+    assert 0 < batch_mean_shift < 0.1
