@@ -1,0 +1,144 @@
+"""Frozen-vision mode: per-image features computed once, cached on disk, trained from.
+
+:func:`cache_image_features` runs the (frozen) vision encoder over every post's images with a
+``datasets`` ``map`` and stores ``image_embeds`` (n_i, D_v) and ``image_mask`` (n_i,) per row in an
+Arrow file whose name is keyed by :func:`vision_fingerprint` (vision config + every weight +
+image processor settings + ``max_images``) and by the dataset's fingerprint: a second run with
+the same encoder and data reloads the file instead of recomputing; any change of weights or
+preprocessing gives a new key. :class:`CachedFeatureCollator` pads the cached vectors into the
+tensor contract's ``image_embeds`` (B, M, D_v) + ``image_mask`` (B, M), so the model never runs
+its vision backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch import nn
+
+CACHE_COLUMNS = ("image_embeds", "image_mask")
+
+
+def find_image_encoder(model: nn.Module) -> nn.Module:
+    """The model's vision encoder (the ``ImageEncoder`` sub-module)."""
+    from ..models.vision_encoder import ImageEncoder
+
+    for module in model.modules():
+        if isinstance(module, ImageEncoder):
+            return module
+    raise ValueError(f"{type(model).__name__} has no ImageEncoder sub-module: nothing to cache")
+
+
+def vision_fingerprint(encoder: nn.Module, image_processor: Any = None, max_images: int | None = None) -> str:
+    """16-hex key of the vision encoder: config JSON, all parameters and buffers, preprocessing."""
+    h = hashlib.sha256()
+    config = getattr(getattr(encoder, "backbone", encoder), "config", None)
+    if config is not None:
+        h.update(config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    if image_processor is not None:
+        h.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
+    h.update(str(max_images).encode())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def cache_image_features(
+    dataset: Dataset,
+    processor: Any,
+    encoder: nn.Module,
+    cache_dir: str | Path,
+    batch_size: int = 8,
+    images_column: str = "images",
+) -> Dataset:
+    """Add ``image_embeds`` / ``image_mask`` columns computed by ``encoder`` (cached on disk).
+
+    Args:
+        dataset: rows with ``tokens`` and ``images`` (a list of images per post).
+        processor: the MNERProcessor (image loading, ``max_images`` and its error policy).
+        encoder: an ``ImageEncoder``: ``encoder(pixel_values (B, M, 3, H, W), image_mask (B, M))
+            .image_embeds`` -> (B, M, D_v).
+        cache_dir: folder of the Arrow cache files.
+    Returns:
+        the dataset with, per row, ``image_embeds`` (n_i, D_v) float32 lists and ``image_mask``
+        (n_i,) ints, where n_i = the post's image slots after ``max_images`` truncation.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = vision_fingerprint(encoder, getattr(processor, "image_processor", None), getattr(processor, "max_images", None))
+    cache_file = cache_dir / f"image_features_{key}_{dataset._fingerprint}.arrow"
+    was_training = encoder.training
+    encoder.eval()
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        feats = []
+        for i, (tokens, images) in enumerate(zip(batch["tokens"], batch[images_column])):
+            where = f"post {batch['id'][i]}" if "id" in batch else f"post {i}"
+            enc = processor.encode_example(tokens, None, images, where=where)
+            feats.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                          "word_ids": enc["word_ids"], "pixel_values": enc["pixel_values"],
+                          "image_mask": enc["image_mask"]})
+        padded = processor.pad_batch(feats, return_tensors="pt")
+        mask = padded["image_mask"]
+        if mask.numel():
+            embeds = encoder(padded["pixel_values"], mask).image_embeds.float().cpu().numpy()
+        else:
+            embeds = np.zeros((len(feats), 0, 0), dtype=np.float32)
+        out_embeds, out_mask = [], []
+        for b, f in enumerate(feats):
+            n = len(f["image_mask"])
+            out_embeds.append(embeds[b, :n].tolist())
+            out_mask.append(list(f["image_mask"]))
+        return {"image_embeds": out_embeds, "image_mask": out_mask}
+
+    try:
+        return dataset.map(
+            encode, batched=True, batch_size=batch_size, cache_file_name=str(cache_file),
+            load_from_cache_file=True, desc=f"image features ({key})",
+        )
+    finally:
+        encoder.train(was_training)
+
+
+class CachedFeatureCollator:
+    """Wrap a collator: text from ``base`` (rows without images), images from cached vectors.
+
+    Output: ``base``'s text keys plus ``image_embeds`` (B, M, D_v) float and ``image_mask`` (B, M)
+    long, M = most image slots in the batch (zeros at padded slots); no ``pixel_values``.
+    """
+
+    def __init__(self, base: Callable[[list[dict[str, Any]]], dict[str, Any]], images_column: str = "images"):
+        self.base = base
+        self.images_column = images_column
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        embeds, masks, text_rows = [], [], []
+        for i, row in enumerate(rows):
+            if "image_embeds" not in row:
+                raise KeyError(f"row {row.get('id', i)} has no cached 'image_embeds' (run cache_image_features)")
+            embeds.append(np.asarray(row["image_embeds"], dtype=np.float32))
+            masks.append(list(row["image_mask"]))
+            text_rows.append({k: v for k, v in row.items() if k not in (*CACHE_COLUMNS, self.images_column)})
+        batch = self.base(text_rows)
+        for k in ("pixel_values", "image_mask", "image_embeds"):
+            batch.pop(k, None)
+        slots = max(len(m) for m in masks)
+        dim = next((e.shape[1] for e in embeds if e.ndim == 2 and e.shape[0] > 0), 0)
+        out = torch.zeros(len(rows), slots, dim)
+        mask = torch.zeros(len(rows), slots, dtype=torch.long)
+        for b, (e, m) in enumerate(zip(embeds, masks)):
+            if m:
+                out[b, : len(m)] = torch.from_numpy(e.reshape(len(m), dim))
+                mask[b, : len(m)] = torch.tensor(m)
+        if slots:
+            batch["image_embeds"] = out
+            batch["image_mask"] = mask
+        return batch

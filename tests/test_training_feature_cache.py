@@ -1,0 +1,86 @@
+"""Frozen-vision feature cache: values, on-disk reuse keyed by the encoder, collation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mner_hf.training.encoders import tiny_text_encoder, tiny_vision_encoder
+from mner_hf.training.feature_cache import CachedFeatureCollator, cache_image_features, vision_fingerprint
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    from mner_hf.builders import load_dataset
+    from mner_hf.models.processing_mner import MNERProcessor
+    from mner_hf.models.vision_encoder import ImageEncoder
+
+    tmp = tmp_path_factory.mktemp("fc")
+    ds = load_dataset("sample")["train"]
+    text = tiny_text_encoder(tmp / "text", ds["tokens"])
+    vision = tiny_vision_encoder(tmp / "vision")
+    proc = MNERProcessor(
+        image_processor=AutoImageProcessor.from_pretrained(vision, backend="pil"),
+        tokenizer=AutoTokenizer.from_pretrained(text), max_images=4, max_length=128,
+        label2id={t: i for i, t in enumerate(ds.features["ner_tags"].feature.names)},
+    )
+    torch.manual_seed(0)
+    enc = ImageEncoder(AutoConfig.from_pretrained(vision))
+    enc.load_pretrained(vision)
+    enc.eval()
+    return ds, proc, enc, tmp
+
+
+def test_cached_features_equal_encoder_and_are_reused(setup):
+    ds, proc, enc, tmp = setup
+    cached = cache_image_features(ds, proc, enc, tmp / "cache", batch_size=4)
+    assert cached["num_images"] == ds["num_images"]
+    for i in (0, 3):
+        row = ds[i]
+        feats = proc.encode_example(row["tokens"], None, row["images"])
+        with torch.no_grad():
+            ref = enc(torch.from_numpy(feats["pixel_values"])[None], torch.tensor([feats["image_mask"]])).image_embeds[0]
+        got = torch.tensor(cached[i]["image_embeds"])
+        assert got.shape == ref.shape == (min(4, row["num_images"]), enc.output_dim)
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    files = sorted(p.name for p in (tmp / "cache").glob("*.arrow"))
+    assert len(files) == 1 and vision_fingerprint(enc, proc.image_processor, 4) in files[0]
+    # second call: same file, loaded not recomputed (a poisoned encoder would change values)
+    poisoned = lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed"))  # noqa: E731
+    orig_forward = enc.forward
+    enc.forward = poisoned
+    try:
+        again = cache_image_features(ds, proc, enc, tmp / "cache", batch_size=4)
+    finally:
+        enc.forward = orig_forward
+    assert again[0]["image_embeds"] == cached[0]["image_embeds"]
+    # other weights -> other key -> other file
+    with torch.no_grad():
+        next(enc.parameters()).add_(1.0)
+    key2 = vision_fingerprint(enc, proc.image_processor, 4)
+    with torch.no_grad():
+        next(enc.parameters()).sub_(1.0)
+    assert key2 not in files[0]
+
+
+def test_cached_collator_pads_embeds(setup):
+    ds, proc, enc, tmp = setup
+    cached = cache_image_features(ds, proc, enc, tmp / "cache", batch_size=4)
+
+    def base(rows):
+        return proc.pad_batch([proc.encode_example(r["tokens"], r["ner_tags"], None) for r in rows])
+
+    rows = [cached[i] for i in range(len(cached))]
+    batch = CachedFeatureCollator(base)(rows)
+    assert "pixel_values" not in batch
+    b, m, d = batch["image_embeds"].shape
+    assert (b, d) == (len(rows), enc.output_dim) and m == max(min(4, n) for n in ds["num_images"])
+    assert batch["image_mask"].sum(1).tolist() == [min(4, n) for n in ds["num_images"]]
+    for i, r in enumerate(rows):
+        n = len(r["image_mask"])
+        torch.testing.assert_close(batch["image_embeds"][i, :n], torch.tensor(r["image_embeds"]))
+        assert batch["image_embeds"][i, n:].abs().sum() == 0
+    with pytest.raises(KeyError, match="image_embeds"):
+        CachedFeatureCollator(base)([ds[0]])
