@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pipeline import SAMPLE_IMAGES, TEXT, build_checkpoint
+from checkpoint_factory import SAMPLE_IMAGES, TEXT, build_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from test_pipeline import SAMPLE_IMAGES, TEXT, assert_same_entities, build_checkpoint, closed_port
+from checkpoint_factory import SAMPLE_IMAGES, TEXT, assert_same_entities, build_checkpoint, closed_port
 
 
 @pytest.fixture(scope="module")

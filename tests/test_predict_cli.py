@@ -10,7 +10,7 @@ import pytest
 from transformers import pipeline
 
 from mner_hf.cli import main
-from test_pipeline import SAMPLE_IMAGES, TEXT, assert_same_entities, build_checkpoint
+from checkpoint_factory import SAMPLE_IMAGES, TEXT, assert_same_entities, build_checkpoint
 
 
 @pytest.fixture(scope="module")

