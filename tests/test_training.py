@@ -146,3 +146,35 @@ def test_remove_unused_columns_must_be_false(tmp_path):
     assert args.load_best_model_at_end is True and args.greater_is_better is True
     with pytest.raises(ValueError, match="remove_unused_columns"):
         MNERTrainer(model=torch.nn.Linear(1, 1), args=TrainingArguments(output_dir=str(tmp_path)))
+
+
+TWITTER_FIXTURE = __import__("pathlib").Path(__file__).parent / "fixtures" / "data" / "twitter"
+
+
+def _twitter2015_config(tmp_path, **data):
+    config = tiny_config(tmp_path, num_train_epochs=1)
+    config.data.dataset = "twitter2015"
+    config.data.data_dir = str(TWITTER_FIXTURE)
+    for key, value in data.items():
+        setattr(config.data, key, value)
+    return config
+
+
+def test_orphan_i_tags_are_repaired_for_the_constrained_crf(tmp_path):
+    """The fixture's 'obama I-PER' has no B-PER: the default policy repairs it, so training runs and
+    every gold entity (the orphan included) is still counted in evaluation."""
+    out = run_training(_twitter2015_config(tmp_path))
+    res = json.loads((out.final_dir / "results.json").read_text())
+    gold = [json.loads(l) for split in ("validation", "test")
+            for l in (out.final_dir / f"predictions_{split}.jsonl").read_text().splitlines()]
+    n_gold = sum(len(rec["gold_spans"]) for rec in gold)
+    assert res["validation"]["overall"]["support"] + res["test"]["overall"]["support"] == n_gold
+    words = [rec["words"] for rec in gold]
+    if ["obama", "in", "Paris"] in words:  # the orphan post landed in dev/test: its PER span is gold
+        rec = gold[words.index(["obama", "in", "Paris"])]
+        assert any(span["type"] == "PER" and span["start"] == 0 for span in rec["gold_spans"])
+
+
+def test_kept_orphans_with_constrained_crf_fail_with_a_clear_message(tmp_path):
+    with pytest.raises(ValueError, match="(?i)repair"):
+        run_training(_twitter2015_config(tmp_path / "keep", orphan_policy="keep", split_seed=1))

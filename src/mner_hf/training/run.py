@@ -61,7 +61,10 @@ def load_run_data(config: RunConfig):
     from ..builders import load_dataset
 
     d = config.data
-    dd = load_dataset(d.dataset, data_dir=d.data_dir, image_policy=d.image_policy)
+    dd = load_dataset(
+        d.dataset, data_dir=d.data_dir, image_dir=d.image_dir, image_policy=d.image_policy,
+        orphan_policy=d.orphan_policy,
+    )
     dd = ensure_splits(dd, list(d.split_ratios), d.split_seed)
     dd["train"] = take_fraction(dd["train"], float(d.train_fraction), d.fraction_seed)
     if d.max_train_samples:

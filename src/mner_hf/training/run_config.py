@@ -60,10 +60,18 @@ class DataSection:
     ``dataset`` is a name understood by :func:`mner_hf.builders.load_dataset` (``twitter2017``,
     ``twitter2015``, ``cmner``, ``mner-mi``, ``mner-mi-plus``, ``sample``).  When the dataset has
     no dev / test split (the bundled sample), ``split_ratios`` makes a seeded split of ``train``.
+
+    ``orphan_policy`` (default ``"repair"``): an ``I-X`` that does not follow ``B-X``/``I-X``
+    (Twitter-2015 train has 186) becomes ``B-X`` when the data is read. The constrained CRF cannot
+    represent an orphan, and seqeval's default mode already reads one as the start of an entity, so
+    the gold spans are unchanged; ``"keep"`` leaves the tags as published (then train with
+    ``constrain_transitions: false``).
     """
 
     dataset: str = "twitter2017"
     data_dir: str | None = None
+    image_dir: str | None = None
+    orphan_policy: str = "repair"
     train_fraction: float = 1.0
     fraction_seed: int = 42
     split_ratios: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
