@@ -33,6 +33,12 @@ def test_main_job_end_to_end(tmp_path):
 
     card = (final / "README.md").read_text()
     assert "pipeline_tag: token-classification" in card and "model-index" in card
+    # text-only widget examples; the sample is CMNER (character-split Chinese), so Chinese text
+    from huggingface_hub import ModelCard
+
+    widget = ModelCard.load(final / "README.md").data.to_dict()["widget"]
+    assert widget and all(set(w) == {"text", "example_title"} for w in widget)
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in widget[0]["text"])
 
     # the folder loads without mner_hf's classes being passed explicitly, and reproduces the
     # predictions written by the run

@@ -178,3 +178,12 @@ def test_orphan_i_tags_are_repaired_for_the_constrained_crf(tmp_path):
 def test_kept_orphans_with_constrained_crf_fail_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="(?i)repair"):
         run_training(_twitter2015_config(tmp_path / "keep", orphan_policy="keep", split_seed=1))
+
+
+def test_bf16_without_cuda_means_cpu_autocast():
+    from mner_hf.training.trainer import mner_training_arguments
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    args = mner_training_arguments(output_dir="unused", bf16=True)
+    assert args.use_cpu and args.bf16 and args.device.type == "cpu"

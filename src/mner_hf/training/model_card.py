@@ -68,8 +68,10 @@ def build_model_card(
     repo_id: str | None = None,
     model_name: str | None = None,
     language: str | list[str] | None = None,
+    widget: list[dict[str, str]] | None = None,
 ) -> ModelCard:
-    """Render the card. ``plots`` maps a title to a file name relative to the card's folder."""
+    """Render the card. ``plots`` maps a title to a file name relative to the card's folder;
+    ``widget`` holds the Hub widget's text-only examples (``[{"text", "example_title"}]``)."""
     model_name = model_name or f"{model_type}-{dataset_name}"
     repo_id = repo_id or f"your-name/{model_name}"
     dataset_id = _HUB_DATASETS.get(dataset_name, dataset_name)
@@ -104,6 +106,7 @@ def build_model_card(
         metrics=["seqeval", "precision", "recall", "f1"],
         pipeline_tag="token-classification",
         tags=["mner_hf", "multimodal-ner", "ner", model_type.replace("_", "-")],
+        widget=widget or None,
     )
     detail_split = "test" if "test" in results else next(iter(results), "test")
     detail = results.get(detail_split, {})

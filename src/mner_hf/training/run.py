@@ -195,6 +195,7 @@ def run_training(
 
 def write_final_folder(config, trainer, processor, dd, results, final_dir: Path, text_path, vision_path) -> dict[str, Path]:
     """Checkpoint + processor + code, predictions, results, plots and card into ``final_dir``."""
+    from ..checkpoint import widget_examples
     from .model_card import build_model_card
     from .plots import write_all_plots
 
@@ -231,7 +232,7 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
             license=config.output.license, max_images=config.model.max_images,
             num_parameters=sum(p.numel() for p in trainer.model.parameters()),
             split_sizes={s: len(dd[s]) for s in ("train", "validation", "test")}, plots=plots,
-            repo_id=config.output.hub_repo_id,
+            repo_id=config.output.hub_repo_id, widget=widget_examples(processor),
         )
     save_checkpoint(trainer.model, processor, final_dir, card)
     files["model"] = final_dir / "model.safetensors"

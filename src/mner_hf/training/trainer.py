@@ -35,7 +35,8 @@ def mner_training_arguments(**kwargs: Any) -> TrainingArguments:
     Defaults: ``remove_unused_columns=False``, ``metric_for_best_model="f1"``,
     ``greater_is_better=True``, ``load_best_model_at_end=True`` (when evaluation and saving are
     both per epoch or per step), ``label_names=["labels"]``, ``report_to="none"``,
-    ``save_safetensors`` weights, ``logging_first_step=True``.
+    ``save_safetensors`` weights, ``logging_first_step=True``; ``bf16=True`` on a machine without
+    CUDA means CPU bf16 autocast (``use_cpu=True``), which transformers otherwise rejects.
     """
     defaults: dict[str, Any] = {
         "remove_unused_columns": False,
@@ -52,6 +53,8 @@ def mner_training_arguments(**kwargs: Any) -> TrainingArguments:
         defaults["load_best_model_at_end"] = defaults["eval_strategy"] != "no" and str(
             defaults["save_strategy"]
         ) == str(defaults["eval_strategy"])
+    if defaults.get("bf16") and "use_cpu" not in kwargs and not torch.cuda.is_available():
+        defaults["use_cpu"] = True
     if defaults["remove_unused_columns"]:
         raise ValueError("MNERTrainer needs remove_unused_columns=False (the collator reads tokens and images)")
     return TrainingArguments(**defaults)
