@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,9 @@ def test_main_job_end_to_end(tmp_path):
     final = out_dir / "final"
     assert f"final checkpoint: {final}" in proc.stdout
     assert "test overall" in proc.stdout
+    first, last = map(float, re.search(r"training loss: (\S+) \(first step\) -> (\S+) \(last step\)", proc.stdout).groups())
+    assert math.isfinite(first) and math.isfinite(last) and first > 0
+    assert "only" in proc.stdout and "not model quality" in proc.stdout  # 6-post sample: honest note
     for name in ("model.safetensors", "config.json", "README.md", "results.json", "predictions_test.jsonl",
                  "loss_curve.png", "dev_f1.png", "per_type_f1.png", "confusion_matrix.png", "run_config.yaml"):
         assert (final / name).is_file(), name
