@@ -187,3 +187,26 @@ def test_bf16_without_cuda_means_cpu_autocast():
         pytest.skip("checks the CPU fallback")
     args = mner_training_arguments(output_dir="unused", bf16=True)
     assert args.use_cpu and args.bf16 and args.device.type == "cpu"
+
+
+def test_best_checkpoint_tie_on_dev_f1_goes_to_lower_dev_loss():
+    from transformers import TrainerState
+
+    from mner_hf.training.trainer import MNERTrainer, mner_training_arguments
+
+    trainer = object.__new__(MNERTrainer)  # only args + state are used by the selection rule
+    trainer.args = mner_training_arguments(output_dir="unused", use_cpu=True)
+    trainer.state = TrainerState()
+
+    def evaluate(step, f1, loss):
+        trainer.state.global_step = step
+        metrics = {"eval_f1": f1, "eval_loss": loss}
+        trainer.state.log_history.append({**metrics, "step": step})
+        return trainer._determine_best_metric(metrics, None)
+
+    assert evaluate(1, 0.0, 90.0)  # first evaluation is the best so far
+    assert evaluate(2, 0.0, 80.0) and trainer.state.best_global_step == 2  # tie, lower loss
+    assert not evaluate(3, 0.0, 85.0) and trainer.state.best_global_step == 2  # tie, higher loss
+    assert evaluate(4, 0.5, 99.0) and trainer.state.best_global_step == 4  # higher F1 wins whatever the loss
+    assert not evaluate(5, 0.4, 1.0) and trainer.state.best_global_step == 4
+    assert trainer.state.best_metric == 0.5

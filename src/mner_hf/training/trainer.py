@@ -142,6 +142,30 @@ class MNERTrainer(Trainer):
         del loaded
         return True
 
+    def _determine_best_metric(self, metrics: dict[str, float], trial: Any) -> bool:
+        """Best checkpoint by dev F1 (``metric_for_best_model``); an exact tie goes to the lower dev loss.
+
+        The ``Trainer`` keeps the earliest of tied checkpoints; with dev F1 still 0 in the first
+        epochs (or flat on a tiny dev set) that is a barely trained model. The best checkpoint's dev
+        loss is read back from ``state.log_history``, so the rule holds across ``--resume``.
+        """
+        previous_best, previous_step = self.state.best_metric, self.state.best_global_step
+        if super()._determine_best_metric(metrics, trial):
+            return True
+        key = self.args.metric_for_best_model or ""
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        loss = metrics.get("eval_loss")
+        if previous_best is None or metrics.get(key) != previous_best or loss is None:
+            return False
+        best_loss = next(
+            (e["eval_loss"] for e in self.state.log_history if e.get("step") == previous_step and "eval_loss" in e),
+            None,
+        )
+        if best_loss is None or not loss < best_loss:
+            return False
+        self.state.best_global_step = self.state.global_step
+        return True
+
     def _load_best_model(self) -> None:
         if not self._reload_weights(self.state.best_model_checkpoint):
             super()._load_best_model()
