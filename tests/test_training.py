@@ -90,6 +90,14 @@ def test_per_module_learning_rates(bert_crf_run):
     assert groups["crf"][0] / groups["text"][0] == pytest.approx(50.0)
 
 
+def test_every_group_learning_rate_is_logged(bert_crf_run):
+    out, _, _ = bert_crf_run
+    train_logs = [h for h in out.log_history if "loss" in h and "eval_loss" not in h]
+    assert train_logs and all({"lr_text", "lr_crf"} <= set(h) for h in train_logs)
+    later = [h for h in train_logs if h["lr_text"] > 0]
+    assert later and all(h["lr_crf"] / h["lr_text"] == pytest.approx(50.0) for h in later)
+
+
 def test_evaluation_uses_viterbi_predictions_and_counts_truncated_entities(tmp_path):
     from mner_hf.training.run import build_model, build_processor, label_names, load_run_data
     from mner_hf.training.encoders import resolve_encoders

@@ -189,7 +189,14 @@ class MNERTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        """Add the mean of every loss component since the last training log (``loss_<name>``)."""
+        """Add the mean of every loss component since the last training log (``loss_<name>``) and
+        the current learning rate of every module group (``lr_<group>``: the Trainer's own
+        ``learning_rate`` is the first group's only)."""
+        if "loss" in logs and self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                name = str(group.get("group_name", "")).removesuffix("_no_decay")
+                if name:
+                    logs[f"lr_{name}"] = group["lr"]
         if "loss" in logs and self._component_steps:
             names = sorted(self._component_sums)
             values = torch.tensor([self._component_sums[n] / self._component_steps for n in names], device=self.args.device)
