@@ -1,25 +1,34 @@
-"""TPM-MI throughput at the paper's size (BERT-base text encoder, ViT-B/16 vision encoder, random weights).
+"""TPM-MI train / inference step at the paper's size (BERT-base + ViT-B/16, random weights): counted
+model FLOPs per step, achieved FLOP/s, the machine's measured matmul peak and MFU, per precision.
 
-Prints training examples/s and inference posts/s, batch 8, for three image paths:
-  all-slots   every one of the m=4 image slots goes through ViT (padded ones too)
-  skip-padded only real images go through ViT (the default)
-  cached      precomputed per-image vectors (``image_embeds``), ViT not run at all
-Image counts follow the MNER-MI mix: 2..4 real images per post, mean 2.8 of 4 slots.
+Batch 8 posts of 64 tokens, 2..4 real images per post (MNER-MI mix, mean 2.8 of 4 slots). Paths:
+  images   pixel values, only real images go through ViT (the model's default)
+  cached   precomputed per-image vectors (``image_embeds``: the frozen-vision feature cache)
+  all-slots  (``--paths all-slots``) every slot through ViT, padded ones too (the authors' way)
+Training steps run forward + backward + ``AdamW(fused=True)`` (what ``MNERTrainer`` uses by default:
+``optim="adamw_torch_fused"``), inside ``torch.autocast`` for bf16/fp16 like the Trainer.
 
-    python benchmarks/bench_tpm_mi.py [--steps 1] [--warmup 0] [--batch 8] [--seq-len 64] [--bf16] [--device cuda]
+    python benchmarks/bench_tpm_mi.py                      # fp32 and bf16, both paths, CPU
+    python benchmarks/bench_tpm_mi.py --device cuda --steps 10
+    python benchmarks/bench_tpm_mi.py --tiny               # shapes only, seconds (run by the tests)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import time
+import json
+import sys
+from pathlib import Path
 
 import torch
 
-from mner_hf.models import TPMMIConfig, TPMMIForTokenClassification
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mfu import StepResult, add_common_arguments, autocast, measure, print_header, setup  # noqa: E402
+
+from mner_hf.models import TPMMIConfig, TPMMIForTokenClassification  # noqa: E402
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+PATHS = ("images", "cached", "all-slots")
 
 
 def image_counts(batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -28,91 +37,93 @@ def image_counts(batch: int, generator: torch.Generator) -> torch.Tensor:
     return torch.where(u < 0.4, 2, torch.where(u < 0.8, 3, 4))
 
 
-def make_batch(args: argparse.Namespace, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    b, length = args.batch, args.seq_len
-    counts = image_counts(b, generator)
+def make_batch(batch: int, length: int, image_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    counts = image_counts(batch, generator)
     image_mask = (torch.arange(4)[None, :] < counts[:, None]).long()
     words = length - 2
-    word_ids = torch.cat([torch.full((b, 1), -1), torch.arange(words).repeat(b, 1), torch.full((b, 1), -1)], 1)
-    labels = torch.full((b, length), -100)
+    word_ids = torch.cat([torch.full((batch, 1), -1), torch.arange(words).repeat(batch, 1), torch.full((batch, 1), -1)], 1)
+    labels = torch.full((batch, length), -100)
     labels[:, 1:-1] = 0
     return {
-        "input_ids": torch.randint(1000, 30000, (b, length), generator=generator),
-        "attention_mask": torch.ones(b, length, dtype=torch.long),
+        "input_ids": torch.randint(1000, 30000, (batch, length), generator=generator),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
         "word_ids": word_ids,
         "labels": labels,
-        "pixel_values": torch.randn(b, 4, 3, 224, 224, generator=generator) * image_mask[:, :, None, None, None],
+        "pixel_values": torch.randn(batch, 4, 3, image_size, image_size, generator=generator)
+        * image_mask[:, :, None, None, None],
         "image_mask": image_mask,
     }
 
 
-def timed(fn, steps: int, device: str, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def build_config(tiny: bool, attn: str) -> TPMMIConfig:
+    if tiny:
+        text = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 64, "vocab_size": 30522}
+        vision = {"model_type": "vit", "image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
+                  "num_attention_heads": 2, "intermediate_size": 64}
+    else:
+        text = {"model_type": "bert"}  # BERT-base shapes
+        vision = {"model_type": "vit", "image_size": 224, "patch_size": 16}  # ViT-B/16 shapes
+    text["_attn_implementation"] = vision["_attn_implementation"] = attn
+    return TPMMIConfig(text_config=text, vision_config=vision, id2label=dict(enumerate(LABELS)), max_images=4,
+                       attn_implementation=attn)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[StepResult]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1, help="timed steps per path and mode")
-    parser.add_argument("--warmup", type=int, default=0, help="untimed steps first (use 1+ on GPU)")
+    add_common_arguments(parser)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    parser.add_argument("--paths", default="images,cached", help=f"comma list of {', '.join(PATHS)}")
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="attention of both encoders")
+    parser.add_argument("--no-infer", action="store_true", help="training steps only")
+    args = parser.parse_args(argv)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if any(p not in PATHS for p in paths):
+        raise SystemExit(f"--paths must be among {PATHS}")
+    precisions, peaks = setup(args)
 
     torch.manual_seed(0)
-    config = TPMMIConfig(
-        text_config={"model_type": "bert"},  # BERT-base shapes
-        vision_config={"model_type": "vit", "image_size": 224, "patch_size": 16},  # ViT-B/16 shapes
-        id2label=dict(enumerate(LABELS)),
-        max_images=4,
-    )
+    config = build_config(args.tiny, args.attn)
     model = TPMMIForTokenClassification(config).to(args.device)
-    generator = torch.Generator().manual_seed(0)
-    batch = {k: v.to(args.device) for k, v in make_batch(args, generator).items()}
+    image_size = config.vision_config.image_size
+    batch = {k: v.to(args.device) for k, v in make_batch(args.batch, args.seq_len, image_size,
+                                                         torch.Generator().manual_seed(0)).items()}
     with torch.no_grad():
         feats = model.get_image_features(batch["pixel_values"], batch["image_mask"])
     cached = {k: v for k, v in batch.items() if k != "pixel_values"} | {"image_embeds": feats}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    autocast = (
-        torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16)
-        if args.bf16
-        else contextlib.nullcontext()
-    )
-    print(f"device={args.device} bf16={args.bf16} batch={args.batch} seq_len={args.seq_len} steps={args.steps} "
-          f"real images={int(batch['image_mask'].sum())}/{batch['image_mask'].numel()} slots "
-          f"threads={torch.get_num_threads()}")
-    print(f"{'path':<12} {'train ex/s':>11} {'infer posts/s':>14}")
-    for name, inputs, encode_padded in [("all-slots", batch, True), ("skip-padded", batch, False),
-                                        ("cached", cached, False)]:
-        model.config.encode_padded_images = encode_padded
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    facts = print_header(
+        f"TPM-MI device={args.device} batch={args.batch} seq_len={args.seq_len} attn={args.attn} "
+        f"real images={int(batch['image_mask'].sum())}/{batch['image_mask'].numel()} slots", args, peaks)
+    results: list[StepResult] = []
+    for precision in precisions:
+        for path in paths:
+            inputs = cached if path == "cached" else batch
+            model.config.encode_padded_images = path == "all-slots"
 
-        def train_step(inputs=inputs):
-            model.train()
-            optimizer.zero_grad()
-            with autocast:
-                loss = model(**inputs).loss
-            loss.backward()
-            optimizer.step()
+            def train_step(inputs=inputs, precision=precision):
+                model.train()
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(precision, args.device):
+                    loss = model(**inputs).loss
+                loss.backward()
+                optimizer.step()
 
-        def infer_step(inputs=inputs):
-            model.eval()
-            with torch.no_grad(), autocast:
-                model(**{k: v for k, v in inputs.items() if k != "labels"})
+            def infer_step(inputs=inputs, precision=precision):
+                model.eval()
+                with torch.inference_mode(), autocast(precision, args.device):
+                    model(**{k: v for k, v in inputs.items() if k != "labels"})
 
-        t_train = timed(train_step, args.steps, args.device, args.warmup)
-        t_infer = timed(infer_step, args.steps, args.device, args.warmup)
-        n = args.steps * args.batch
-        print(f"{name:<12} {n / t_train:>11.2f} {n / t_infer:>14.2f}", flush=True)
+            steps = [("train", train_step)] + ([] if args.no_infer else [("infer", infer_step)])
+            for kind, fn in steps:
+                result = measure(f"{kind} {path}", precision, fn, args.batch, args, peaks[precision])
+                print(result.row(), flush=True)
+                results.append(result)
+    model.config.encode_padded_images = False
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": facts, "results": [r.to_dict() for r in results]}, indent=2))
+    return results
 
 
 if __name__ == "__main__":

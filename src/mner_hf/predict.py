@@ -172,11 +172,21 @@ def predict_file(
     return summary
 
 
-def load_pipeline(model: str, device: str | int | None = None) -> Any:
-    """The checkpoint's own ``multimodal-ner`` pipeline (its saved code, ``trust_remote_code``)."""
+def load_pipeline(model: str, device: str | int | None = None, precision: str = "auto") -> Any:
+    """The checkpoint's own ``multimodal-ner`` pipeline (its saved code, ``trust_remote_code``).
+
+    ``precision``: ``auto`` (bf16 autocast where the hardware has fast bf16, else fp32), ``fp32``,
+    ``bf16`` or ``fp16``. Checkpoints saved before the pipeline took ``precision`` run fp32."""
     from transformers import pipeline
 
-    return pipeline(task="multimodal-ner", model=model, trust_remote_code=True, device=device)
+    pipe = pipeline(task="multimodal-ner", model=model, trust_remote_code=True, device=device)
+    if hasattr(type(pipe), "precision"):
+        pipe._precision = None
+        _, forward, _ = pipe._sanitize_parameters(precision=precision)
+        pipe._precision = forward["precision"]
+    elif precision not in ("auto", "fp32"):
+        raise ValueError(f"the pipeline code saved in {model} predates precision={precision!r}; re-save the checkpoint")
+    return pipe
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,7 +207,13 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot write {output_path}: {exc}", file=sys.stderr)
         return EXIT_FATAL
-    pipe = load_pipeline(str(model), device=args.device)
+    try:
+        pipe = load_pipeline(str(model), device=args.device, precision=args.precision)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    if hasattr(pipe, "precision"):
+        print(f"precision: {pipe.precision}", file=sys.stderr)
     kwargs: dict[str, Any] = {"timeout": args.timeout, "too_many_images": args.too_many_images}
     summary = predict_file(pipe, input_path, output_path, args.batch_size, kwargs, progress=not args.no_progress)
     print(summary.render())
@@ -224,5 +240,7 @@ def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--too-many-images", choices=("error", "truncate"), default="error",
                    help="posts with more images than the model takes: fail the line or keep the first ones")
     p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:1; default: the pipeline's)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto (default): bf16 autocast where the CPU/GPU has fast bf16, else fp32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

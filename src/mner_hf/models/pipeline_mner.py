@@ -54,6 +54,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .image_loading import ImageLoadError, load_image
 from .labels import tags_to_spans
+from .precision import PrecisionChoice, resolve_precision
 from .processing_mner import split_words
 
 logger = logging.getLogger(__name__)
@@ -238,6 +239,9 @@ class MultimodalNERPipeline(Pipeline):
         too_many_images: ``"error"`` (default) or ``"truncate"`` (keep the first ``max_images``,
             logging a warning) for posts with more images than the model takes.
         batch_size: posts per forward pass for list inputs (padding by the processor).
+        precision: ``"auto"`` (default: bf16 autocast on CUDA with bf16 and on CPUs that report
+            AVX512-BF16 or AMX, fp32 otherwise), ``"fp32"``, ``"bf16"`` or ``"fp16"``; also accepted
+            by ``pipeline(..., precision=...)``. ``pipe.precision`` says what runs and why.
     """
 
     _load_processor = True
@@ -264,11 +268,29 @@ class MultimodalNERPipeline(Pipeline):
         """Images per post the model takes (0 for a text-only model)."""
         return int(self.processor.max_images) if self.uses_images else 0
 
+    @property
+    def precision(self) -> PrecisionChoice:
+        """The precision of the forward pass (``"auto"`` resolved for this pipeline's device)."""
+        choice = getattr(self, "_precision", None)
+        if choice is None:
+            choice = self._precision = resolve_precision("auto", self.device)
+            logger.info("multimodal-ner precision: %s", choice)
+        return choice
+
     def _sanitize_parameters(
-        self, timeout: float | None = None, too_many_images: str | None = None, **kwargs: Any
+        self,
+        timeout: float | None = None,
+        too_many_images: str | None = None,
+        precision: str | None = None,
+        **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if kwargs:
             raise TypeError(f"unknown multimodal-ner parameters {sorted(kwargs)}")
+        forward: dict[str, Any] = {}
+        if precision is not None:
+            forward["precision"] = resolve_precision(precision, self.device)
+            if getattr(self, "_precision", None) is None:  # pipeline(..., precision=...) sets the default
+                self._precision = forward["precision"]
         preprocess: dict[str, Any] = {}
         if timeout is not None:
             if not isinstance(timeout, (int, float)) or timeout <= 0:
@@ -278,7 +300,7 @@ class MultimodalNERPipeline(Pipeline):
             if too_many_images not in _TOO_MANY:
                 raise ValueError(f"too_many_images must be one of {_TOO_MANY}, got {too_many_images!r}")
             preprocess["too_many_images"] = too_many_images
-        return preprocess, {}, {}
+        return preprocess, forward, {}
 
     def preprocess(
         self, inputs: Any, timeout: float = DEFAULT_TIMEOUT, too_many_images: str = "error"
@@ -344,8 +366,10 @@ class MultimodalNERPipeline(Pipeline):
         outputs = self.forward(self.collate([item]), **forward_params)
         return self.postprocess(outputs, **postprocess_params)
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """Batch of B posts -> predictions (B, W), CRF marginals (B, W, C), word_mask (B, W), meta."""
+    def _forward(self, model_inputs: dict[str, Any], precision: PrecisionChoice | None = None) -> dict[str, Any]:
+        """Batch of B posts -> predictions (B, W), CRF marginals (B, W, C) float32, word_mask (B, W), meta.
+
+        Runs under the precision's autocast (the CRF computes in float32 either way)."""
         inputs = dict(model_inputs["model_inputs"])
         if not self.uses_images:
             inputs.pop("pixel_values", None)
@@ -353,10 +377,11 @@ class MultimodalNERPipeline(Pipeline):
         elif inputs["image_mask"].shape[1] == 0:
             inputs.pop("pixel_values")
             inputs.pop("image_mask")
-        outputs = self.model(**inputs, return_marginals=True)
+        with (precision or self.precision).autocast():
+            outputs = self.model(**inputs, return_marginals=True)
         return {
             "predictions": outputs.predictions,
-            "marginals": outputs.marginals,
+            "marginals": outputs.marginals.float(),
             "word_mask": outputs.word_mask,
             "meta": model_inputs["meta"],
         }

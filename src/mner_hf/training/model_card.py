@@ -69,9 +69,11 @@ def build_model_card(
     model_name: str | None = None,
     language: str | list[str] | None = None,
     widget: list[dict[str, str]] | None = None,
+    precision: dict[str, str] | None = None,
 ) -> ModelCard:
     """Render the card. ``plots`` maps a title to a file name relative to the card's folder;
-    ``widget`` holds the Hub widget's text-only examples (``[{"text", "example_title"}]``)."""
+    ``widget`` holds the Hub widget's text-only examples (``[{"text", "example_title"}]``);
+    ``precision`` is the run's ``PrecisionChoice.to_dict()`` (precision, device, reason)."""
     model_name = model_name or f"{model_type}-{dataset_name}"
     repo_id = repo_id or f"your-name/{model_name}"
     dataset_id = _HUB_DATASETS.get(dataset_name, dataset_name)
@@ -141,4 +143,5 @@ def build_model_card(
         per_images_rows=_rows(detail.get("per_num_images", {})),
         plots=[{"title": t, "file": f} for t, f in (plots or {}).items()],
         training_config=training_config_yaml.strip(),
+        precision=precision or None,
     )

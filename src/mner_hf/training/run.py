@@ -54,6 +54,8 @@ class RunOutput:
     files: dict[str, Path] = field(default_factory=dict)
     log_history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    #: the precision training and evaluation ran at and why (``PrecisionChoice.to_dict()``)
+    precision: dict[str, str] = field(default_factory=dict)
 
 
 def load_run_data(config: RunConfig):
@@ -154,7 +156,7 @@ def run_training(
     model = build_model(config, text_path, vision_path, labels)
     collator = MNERDataCollator(processor, label_names=labels)
 
-    if use_vision and config.model.freeze_vision:
+    if use_vision and config.model.freeze_vision and config.model.cache_frozen_vision:
         from .feature_cache import CachedFeatureCollator, cache_image_features, find_image_encoder
 
         encoder = find_image_encoder(model)
@@ -162,7 +164,7 @@ def run_training(
             dd[split] = cache_image_features(dd[split], processor, encoder, output_dir / "feature_cache")
         collator = CachedFeatureCollator(collator)
 
-    args = mner_training_arguments(**targs)
+    args = mner_training_arguments(precision=config.compute.precision, **targs)
     trainer = MNERTrainer(
         model=model, args=args, train_dataset=dd["train"], eval_dataset=dd["validation"],
         processing_class=processor, data_collator=collator, optim_config=config.optim, callbacks=callbacks,
@@ -175,6 +177,7 @@ def run_training(
             raise RunConfigError(f"--resume: no checkpoint-* folder in {output_dir}")
         resume = last
     trainer.train(resume_from_checkpoint=resume or None)
+    precision = trainer.precision.to_dict()
 
     results: dict[str, dict[str, Any]] = {}
     trainer.evaluate(dd["validation"], metric_key_prefix="validation")
@@ -184,7 +187,8 @@ def run_training(
         results["test"] = _split_results(trainer.last_eval_details["test"])
 
     final_dir = Path(config.output.final_dir or output_dir / "final")
-    out = RunOutput(results=results, final_dir=final_dir, log_history=list(trainer.state.log_history))
+    out = RunOutput(results=results, final_dir=final_dir, log_history=list(trainer.state.log_history),
+                    precision=precision)
     if trainer.is_world_process_zero():
         out.files = write_final_folder(config, trainer, processor, dd, results, final_dir, text_path, vision_path)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -208,7 +212,8 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
         recs = prediction_records(ds["id"], words, details["gold_tags"], details["pred_tags"], ds["num_images"])
         if config.output.write_predictions:
             files[f"predictions_{split}"] = write_jsonl(recs, final_dir / f"predictions_{split}.jsonl")
-    (final_dir / "results.json").write_text(json.dumps(results, indent=2))
+    precision = trainer.precision.to_dict()
+    (final_dir / "results.json").write_text(json.dumps({**results, "precision": precision}, indent=2))
     files["results"] = final_dir / "results.json"
     (final_dir / "run_config.yaml").write_text(config.to_yaml())
     files["run_config"] = final_dir / "run_config.yaml"
@@ -232,7 +237,7 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
             license=config.output.license, max_images=config.model.max_images,
             num_parameters=sum(p.numel() for p in trainer.model.parameters()),
             split_sizes={s: len(dd[s]) for s in ("train", "validation", "test")}, plots=plots,
-            repo_id=config.output.hub_repo_id, widget=widget_examples(processor),
+            repo_id=config.output.hub_repo_id, widget=widget_examples(processor), precision=precision,
         )
     save_checkpoint(trainer.model, processor, final_dir, card)
     files["model"] = final_dir / "model.safetensors"
@@ -271,6 +276,8 @@ def print_report(out: RunOutput) -> None:
                 rows[f"  test {n} image(s)"] = m
     print()
     print(summary_table(rows, title=f"Results (entity-level seqeval, {out.seconds:.0f} s)"))
+    if out.precision:
+        print(f"precision: {out.precision['precision']} on {out.precision['device_type']} ({out.precision['reason']})")
     losses = [entry["loss"] for entry in out.log_history if "loss" in entry]
     if len(losses) >= 2:
         print(f"training loss: {losses[0]:.4g} (first step) -> {losses[-1]:.4g} (last step)")

@@ -1,10 +1,11 @@
 """Run configuration: one YAML file plus command-line overrides.
 
-A run config has five sections::
+A run config has six sections::
 
     model:     which model and encoders (``type``: tpm-mi | mgips-cl | bert-crf)
     data:      dataset name / folder, low-resource fraction, sequence length, images per post
     optim:     per-module learning rates and weight decays (text, vision, fusion, crf)
+    compute:   precision (``auto``: bf16 where the hardware has it, else fp32)
     training:  any field of ``transformers.TrainingArguments`` (validated against it)
     output:    predictions / model card / plots switches, hub repo id
 
@@ -44,6 +45,8 @@ class ModelSection:
     vision_encoder: str | None = "google/vit-base-patch16-224"
     max_images: int = 4
     freeze_vision: bool = False
+    # frozen vision encoder: compute its image features once (cached on disk) and train from them
+    cache_frozen_vision: bool = True
     use_images: bool = True
     # extra keyword arguments of the model config (e.g. prompt_length, num_prompt_layers, K)
     config_overrides: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +109,19 @@ class OptimSection:
 
 
 @dataclass
+class ComputeSection:
+    """How the run computes.
+
+    ``precision``: ``auto`` (default) = bf16 autocast on CUDA with bf16 support and on CPUs whose
+    capabilities torch reports (AVX512-BF16 or AMX), fp32 otherwise; or ``fp32`` / ``bf16`` /
+    ``fp16``. ``training.bf16: true`` / ``training.fp16: true`` still win. The choice and its reason
+    are printed and stored in ``results.json`` and the model card (:mod:`mner_hf.training.precision`).
+    """
+
+    precision: str = "auto"
+
+
+@dataclass
 class OutputSection:
     """What the run writes besides checkpoints."""
 
@@ -124,6 +140,7 @@ class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    compute: ComputeSection = field(default_factory=ComputeSection)
     training: dict[str, Any] = field(default_factory=dict)
     output: OutputSection = field(default_factory=OutputSection)
     source: str = "<defaults>"
@@ -136,7 +153,8 @@ class RunConfig:
             raw = {}
         if not isinstance(raw, dict):
             raise RunConfigError(f"{source}: top level must be a mapping, got {type(raw).__name__}")
-        sections = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "output": OutputSection}
+        sections = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "compute": ComputeSection,
+                    "output": OutputSection}
         known = set(sections) | {"training"}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -201,6 +219,10 @@ class RunConfig:
         ratios = self.data.split_ratios
         if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
             raise RunConfigError(f"{src}: data.split_ratios={ratios} must be three non-negative numbers summing to 1")
+        from ..models.precision import PRECISIONS
+
+        if str(self.compute.precision).lower() not in PRECISIONS:
+            raise RunConfigError(f"{src}: compute.precision={self.compute.precision!r}; expected one of {PRECISIONS}")
         if self.model.type != "bert-crf" and self.model.use_images and not self.model.vision_encoder:
             raise RunConfigError(f"{src}: model.vision_encoder is required for {self.model.type} with images")
 

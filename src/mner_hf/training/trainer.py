@@ -24,19 +24,26 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from .optim import build_optimizer_groups
+from .precision import ARGS_ATTRIBUTE, choose_training_precision, precision_flags, precision_of
 from .run_config import OptimSection
 
 IGNORE = -100
 
 
-def mner_training_arguments(**kwargs: Any) -> TrainingArguments:
+def mner_training_arguments(precision: str | None = "auto", **kwargs: Any) -> TrainingArguments:
     """``TrainingArguments`` with MNER defaults; explicit ``kwargs`` win.
 
     Defaults: ``remove_unused_columns=False``, ``metric_for_best_model="f1"``,
     ``greater_is_better=True``, ``load_best_model_at_end=True`` (when evaluation and saving are
     both per epoch or per step), ``label_names=["labels"]``, ``report_to="none"``,
-    ``save_safetensors`` weights, ``logging_first_step=True``; ``bf16=True`` on a machine without
-    CUDA means CPU bf16 autocast (``use_cpu=True``), which transformers otherwise rejects.
+    ``save_safetensors`` weights, ``logging_first_step=True``.
+
+    ``precision`` ("auto" | "fp32" | "bf16" | "fp16", :mod:`mner_hf.training.precision`): ``auto``
+    turns on bf16 autocast (training and evaluation) on CUDA with bf16 and on CPUs that report
+    AVX512-BF16 or AMX, fp32 elsewhere. ``bf16=True`` / ``fp16=True`` in ``kwargs`` win. bf16 on a
+    machine without CUDA means CPU autocast (``use_cpu=True``), which transformers otherwise
+    rejects. The choice and its reason are kept on the returned arguments
+    (:func:`~mner_hf.training.precision.precision_of`).
     """
     defaults: dict[str, Any] = {
         "remove_unused_columns": False,
@@ -53,11 +60,16 @@ def mner_training_arguments(**kwargs: Any) -> TrainingArguments:
         defaults["load_best_model_at_end"] = defaults["eval_strategy"] != "no" and str(
             defaults["save_strategy"]
         ) == str(defaults["eval_strategy"])
-    if defaults.get("bf16") and "use_cpu" not in kwargs and not torch.cuda.is_available():
-        defaults["use_cpu"] = True
+    choice = choose_training_precision(precision, defaults)
+    for key, value in precision_flags(choice).items():
+        if key == "use_cpu" and "use_cpu" in kwargs:
+            continue
+        defaults[key] = value
     if defaults["remove_unused_columns"]:
         raise ValueError("MNERTrainer needs remove_unused_columns=False (the collator reads tokens and images)")
-    return TrainingArguments(**defaults)
+    args = TrainingArguments(**defaults)
+    setattr(args, ARGS_ATTRIBUTE, choice.to_dict())
+    return args
 
 
 def word_level_labels(labels: torch.Tensor, width: int) -> torch.Tensor:
@@ -107,6 +119,10 @@ class MNERTrainer(Trainer):
         self._component_steps = 0
         self._metric_dataset = None
         self.last_eval_details: dict[str, dict[str, Any]] = {}
+        #: the precision training and evaluation run at, and why (``PrecisionChoice``)
+        self.precision = precision_of(self.args)
+        if self.is_world_process_zero():
+            print(f"precision: {self.precision}", flush=True)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:

@@ -1,0 +1,212 @@
+"""Shared code of the model benchmarks: counted FLOPs, measured matmul peak, MFU, machine facts.
+
+* :func:`count_flops` runs a step under ``torch.utils.flop_counter.FlopCounterMode`` (matmuls,
+  convolutions and attention, forward and backward, counted from the real shapes; elementwise ops
+  and the optimizer are not model FLOPs). CPU flash attention (which the counter does not know in
+  torch 2.x) is registered with the same formula as the CUDA sdpa kernels, so the count does not
+  depend on which attention kernel runs.
+* :func:`matmul_peak` measures the machine's own matmul rate for a dtype: the best FLOP/s over
+  square matmuls of a few sizes (best of several repeats). MFU = achieved model FLOP/s / that peak.
+* :func:`time_step` times a callable (CUDA-synchronised), :func:`machine_facts` says what ran.
+
+Used by ``bench_tpm_mi.py``, ``bench_mgips_cl.py`` and ``bench_pipeline.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+
+aten = torch.ops.aten
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _register_cpu_attention_flops() -> None:
+    """Count CPU flash attention like the CUDA sdpa kernels (torch's counter skips it)."""
+    from torch.utils.flop_counter import flop_registry
+
+    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if fwd is not None and fwd.default not in flop_registry and fwd not in flop_registry:
+
+        @register_flop_formula(fwd)
+        def _cpu_flash_fwd(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    if bwd is not None and bwd.default not in flop_registry and bwd not in flop_registry:
+
+        @register_flop_formula(bwd)
+        def _cpu_flash_bwd(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+_register_cpu_attention_flops()
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Model FLOPs of one call of ``fn`` (runs it once)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def time_step(fn: Callable[[], object], steps: int, device: str) -> float:
+    """Median seconds per call over ``steps`` calls (warm-up is the caller's business)."""
+    times = []
+    for _ in range(steps):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(dtype: torch.dtype, device: str, sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 3) -> float:
+    """Best measured FLOP/s of ``a @ b`` (square, ``dtype``) over ``sizes`` x ``repeats``."""
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b  # warm-up (oneDNN / cuBLAS kernel selection)
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            a @ b
+            sync(device)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_facts(device: str) -> dict[str, object]:
+    """What ran: CPU model, the bf16-relevant ISA flags, threads, torch version, GPU name, load."""
+    from mner_hf.models.precision import cpu_bf16_capabilities
+
+    facts: dict[str, object] = {
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        **{f"torch_reports_{k}": v for k, v in cpu_bf16_capabilities().items()},
+    }
+    try:
+        flags = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
+        line = next((ln for ln in flags.splitlines() if ln.startswith("Flags:")), "")
+        facts["lscpu_flags"] = " ".join(f for f in wanted if f in line.split())
+    except OSError:
+        pass
+    if device.startswith("cuda"):
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    if hasattr(os, "getloadavg"):
+        facts["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return facts
+
+
+@dataclass
+class StepResult:
+    """One timed configuration: FLOPs per step, seconds per step, examples per step, peak."""
+
+    name: str
+    precision: str
+    flops: int
+    seconds: float
+    examples: int
+    peak: float
+
+    @property
+    def achieved(self) -> float:
+        return self.flops / self.seconds
+
+    @property
+    def mfu(self) -> float:
+        return self.achieved / self.peak if self.peak else float("nan")
+
+    def row(self) -> str:
+        return (
+            f"{self.name:<22} {self.precision:<5} {self.flops / 1e9:>10.1f} {self.seconds:>9.3f} "
+            f"{self.examples / self.seconds:>9.2f} {self.achieved / 1e9:>9.1f} {self.peak / 1e9:>9.1f} {100 * self.mfu:>6.1f}%"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "precision": self.precision, "gflop_per_step": round(self.flops / 1e9, 3),
+            "s_per_step": round(self.seconds, 4), "examples_per_s": round(self.examples / self.seconds, 3),
+            "achieved_gflops": round(self.achieved / 1e9, 2), "peak_gflops": round(self.peak / 1e9, 2),
+            "mfu": round(self.mfu, 4),
+        }
+
+
+HEADER = (
+    f"{'step':<22} {'dtype':<5} {'GFLOP/step':>10} {'s/step':>9} {'ex/s':>9} {'GFLOP/s':>9} {'peak':>9} {'MFU':>7}"
+)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device --steps --precisions --threads --tiny --json`` shared by the model benchmarks."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default cpu)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration (after 1 counted warm-up)")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16, fp16")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes: checks that everything runs (CI), seconds")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
+def setup(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
+    """Apply ``--threads``; return the precisions and the measured matmul peak of each."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    bad = [p for p in precisions if p not in DTYPES]
+    if bad:
+        raise SystemExit(f"unknown precision(s) {bad}; choose from {sorted(DTYPES)}")
+    sizes = (128, 256) if args.tiny else ((4096, 8192) if args.device.startswith("cuda") else (1024, 2048, 3072))
+    peaks = {p: matmul_peak(DTYPES[p], args.device, sizes, repeats=1 if args.tiny else 3) for p in precisions}
+    return precisions, peaks
+
+
+def autocast(precision: str, device: str):
+    """``torch.autocast`` for bf16 / fp16, disabled for fp32."""
+    dtype = DTYPES[precision]
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
+
+
+def measure(name: str, precision: str, fn: Callable[[], object], examples: int, args: argparse.Namespace,
+            peak: float) -> StepResult:
+    """One configuration: the counted warm-up call, then ``args.steps`` timed calls."""
+    flops = count_flops(fn)
+    seconds = time_step(fn, args.steps, args.device)
+    return StepResult(name, precision, flops, seconds, examples, peak)
+
+
+def print_header(title: str, args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]:
+    facts = machine_facts(args.device)
+    print(title)
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    print("matmul peak (measured): " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()), flush=True)
+    print(HEADER, flush=True)
+    return facts
