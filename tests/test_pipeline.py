@@ -75,7 +75,7 @@ def test_pipeline_equals_model_viterbi_and_marginals(kind, tmp_path):
 
     batch = processor(text=TEXT, images=images)
     processor.pop_metadata(batch)
-    with torch.no_grad():
+    with torch.no_grad(), pipe.precision.autocast():  # the pipeline's own precision (auto: bf16 or fp32)
         out = model(**batch, return_marginals=True)
     tags = [model.config.id2label[int(t)] for t in out.predictions[0]]
     probs = out.marginals[0].gather(1, out.predictions[0].unsqueeze(1)).squeeze(1)
@@ -94,7 +94,7 @@ def test_pipeline_equals_model_viterbi_and_marginals(kind, tmp_path):
     with torch.no_grad():
         text_only = model(input_ids=no_img["input_ids"], attention_mask=no_img["attention_mask"],
                           token_type_ids=no_img["token_type_ids"], word_ids=no_img["word_ids"])
-    assert not torch.allclose(text_only.logits, out.logits)
+    assert not torch.allclose(text_only.logits, out.logits.float())
 
 
 def test_input_forms_agree(tpm):
@@ -105,7 +105,12 @@ def test_input_forms_agree(tpm):
     as_pil = tpm({"text": TEXT, "images": [Image.open(io.BytesIO(b)) for b in raw]})
     as_uri = tpm({"text": TEXT, "images": ["data:image/jpeg;base64," + base64.b64encode(b).decode() for b in raw]})
     as_tokens = tpm({"tokens": TEXT.split(), "images": images})
-    assert as_bytes == ref and as_pil == ref and as_uri == ref and as_tokens == ref
+    assert as_bytes == ref and as_uri == ref and as_tokens == ref
+    # a PIL image arrives decoded at full size; paths / bytes / URIs of JPEGs are decoded at reduced
+    # scale (MNERProcessor.jpeg_draft): same entities, scores within a small tolerance
+    assert [{k: v for k, v in e.items() if k != "score"} for e in as_pil] == [
+        {k: v for k, v in e.items() if k != "score"} for e in ref]
+    assert [e["score"] for e in as_pil] == pytest.approx([e["score"] for e in ref], abs=0.02)
     # image order carries meaning (temporal position embedding): swapping changes scores
     swapped = tpm({"text": TEXT, "images": images[::-1]})
     assert [e["score"] for e in swapped] != [e["score"] for e in ref]

@@ -246,11 +246,20 @@ def test_real_sample_post_with_nine_photos(tiny_tokenizer, image_processor):
     out = proc(words=["a", "b"], images=photos)
     assert out["images_dropped"] == [5] and out["image_errors"] == [0]
     assert out["image_mask"].tolist() == [[1, 1, 1, 1]]
-    # every slot holds the right photo, in post order
+    # every slot holds the right photo, in post order (JPEGs decoded at reduced scale: jpeg_draft)
+    full = MNERProcessor(image_processor, tiny_tokenizer, jpeg_draft=False)(words=["a", "b"], images=photos)
+    assert proc.decode_size() is not None and full["image_mask"].tolist() == [[1, 1, 1, 1]]
     for m, path in enumerate(photos[:4]):
         with Image.open(path) as im:
+            im.draft(None, proc.decode_size())
+            assert max(im.size) < 690  # the draft really decoded a smaller image
             expected = image_processor(images=[im.convert("RGB")], return_tensors="np")["pixel_values"][0]
         assert torch.allclose(out["pixel_values"][0, m], torch.from_numpy(expected), atol=1e-6)
+        with Image.open(path) as im:
+            expected_full = image_processor(images=[im.convert("RGB")], return_tensors="np")["pixel_values"][0]
+        assert torch.allclose(full["pixel_values"][0, m], torch.from_numpy(expected_full), atol=1e-6)
+        # DCT-domain downscaling is a good downscale: the two differ by little (pixel values ~[-1, 1])
+        assert float((out["pixel_values"][0, m] - full["pixel_values"][0, m]).abs().mean()) < 0.05
     # the decompression-bomb limit applies through the processor: placeholders, masked, counted
     tiny_limit = MNERProcessor(image_processor, tiny_tokenizer, max_pixels=1000, on_image_error="placeholder")
     out = tiny_limit(words=["a"], images=photos[:2])

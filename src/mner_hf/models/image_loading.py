@@ -183,6 +183,7 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     background: tuple[int, int, int] = (255, 255, 255),
+    draft_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Open ``src`` as a fully decoded RGB PIL image with its EXIF orientation applied.
 
@@ -192,6 +193,10 @@ def load_image(
         max_pixels: refuse images with more than this many pixels (width * height) before
             decoding them (decompression-bomb guard); ``None`` disables the check.
         background: colour that transparent pixels are composited on.
+        draft_size: (width, height) the caller will resize to at most: a JPEG is then decoded at
+            the smallest of libjpeg's 1/1, 1/2, 1/4, 1/8 scales that is still at least this large in
+            both dimensions (PIL ``Image.draft``: DCT-domain downscaling, several times faster for
+            photos much larger than the model's input). ``None``: full size.
 
     Returns:
         An RGB ``PIL.Image.Image`` (a new object; the input is never modified).
@@ -213,6 +218,8 @@ def load_image(
                     f"image has {width}x{height} = {width * height} pixels, more than the limit of "
                     f"{max_pixels} (possible decompression bomb; raise max_pixels to allow it)",
                 )
+            if draft_size is not None and image.format == "JPEG" and not isinstance(src, Image.Image):
+                image.draft(None, (int(draft_size[0]), int(draft_size[1])))
             image.load()  # decode now so truncated / corrupt data fails here, not in a worker
             image = ImageOps.exif_transpose(image) or image
             rgb = to_rgb(image, background)
@@ -237,8 +244,10 @@ def load_images(
     on_error: ImageErrorPolicy = "error",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     report: ImageLoadReport | None = None,
+    draft_size: tuple[int, int] | None = None,
 ) -> list[Image.Image | None]:
-    """Load the images of one post in order, applying the error policy.
+    """Load the images of one post in order, applying the error policy (``draft_size``: see
+    :func:`load_image`).
 
     Returns:
         One entry per kept image, in order: an RGB image, or ``None`` for a placeholder slot
@@ -251,7 +260,7 @@ def load_images(
     out: list[Image.Image | None] = []
     for src in sources:
         try:
-            out.append(load_image(src, max_pixels=max_pixels))
+            out.append(load_image(src, max_pixels=max_pixels, draft_size=draft_size))
             report.loaded += 1
         except ImageLoadError as exc:
             if on_error == "error":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -79,6 +80,17 @@ def _is_image_like(x: Any) -> bool:
     return isinstance(x, (str, bytes, bytearray, memoryview, dict, Image.Image, np.ndarray)) or hasattr(x, "__fspath__")
 
 
+@dataclass
+class EncodedImages:
+    """One post's images after :meth:`MNERProcessor.encode_images`."""
+
+    pixel_values: np.ndarray  # (n, 3, H, W) float32, zeros at placeholder slots
+    image_mask: list[int]  # n ints: 1 real image, 0 placeholder
+    images_dropped: int = 0
+    image_errors: int = 0
+    image_error_messages: list[str] = field(default_factory=list)
+
+
 class MNERProcessor(ProcessorMixin):
     """Tokenizer + PIL image processor for multimodal NER over posts with several images.
 
@@ -98,6 +110,10 @@ class MNERProcessor(ProcessorMixin):
         word_split: how raw ``text`` is split into words: ``"whitespace"`` or ``"char"``.
         max_pixels: decompression-bomb limit per image (width * height).
         stitch_tile_size: side of one tile of the stitched grid in pixels.
+        jpeg_draft: decode JPEGs at the smallest libjpeg scale (1/1, 1/2, 1/4, 1/8) that is still
+            at least the image processor's resize target (:meth:`decode_size`), in training and
+            inference alike (several times faster for large photos; the processor then downscales
+            from a smaller image).
     """
 
     def __init__(
@@ -113,6 +129,7 @@ class MNERProcessor(ProcessorMixin):
         word_split: WordSplit = "whitespace",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         stitch_tile_size: int = 224,
+        jpeg_draft: bool = True,
         **kwargs: Any,
     ) -> None:
         if image_mode not in ("multi", "first", "stitch"):
@@ -141,6 +158,7 @@ class MNERProcessor(ProcessorMixin):
         self.word_split = word_split
         self.max_pixels = max_pixels
         self.stitch_tile_size = int(stitch_tile_size)
+        self.jpeg_draft = bool(jpeg_draft)
         self._pixel_shape_cache: tuple[int, int, int] | None = None
         super().__init__(image_processor, tokenizer, **kwargs)
         if self.max_length < self.tokenizer.num_special_tokens_to_add(pair=False) + 1:
@@ -175,6 +193,27 @@ class MNERProcessor(ProcessorMixin):
             out = self.image_processor(images=[Image.new("RGB", (32, 32))], return_tensors="np")
             self._pixel_shape_cache = tuple(int(s) for s in np.asarray(out["pixel_values"]).shape[1:])
         return self._pixel_shape_cache
+
+    def decode_size(self) -> tuple[int, int] | None:
+        """(width, height) an image must keep when decoded so that every later resize is a downscale:
+        the image processor's resize target (``height``/``width``, ``shortest_edge``) squared to its
+        larger side (EXIF rotation may swap the axes), the stitch tile in ``stitch`` mode.
+        ``None`` (decode at full size) without ``jpeg_draft`` or when the processor does not resize."""
+        if not self.jpeg_draft:
+            return None
+        if self.image_mode == "stitch":
+            return (self.stitch_tile_size, self.stitch_tile_size)
+        ip = self.image_processor
+        size = getattr(ip, "size", None)
+        if not getattr(ip, "do_resize", True) or size is None:
+            return None
+        get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+        sides = [get(k) for k in ("height", "width", "shortest_edge")]
+        sides = [int(v) for v in sides if v]
+        if not sides:
+            return None
+        side = max(sides)
+        return (side, side)
 
     # ------------------------------------------------------------------ per example
     def _tag_ids(self, tags: Sequence[str | int], n_words: int, where: str) -> list[int]:
@@ -233,7 +272,8 @@ class MNERProcessor(ProcessorMixin):
             report.dropped_too_many = len(sources) - self.max_images
             sources = sources[: self.max_images]
         try:
-            loaded = load_images(sources, on_error=self.on_image_error, max_pixels=self.max_pixels, report=report)
+            loaded = load_images(sources, on_error=self.on_image_error, max_pixels=self.max_pixels, report=report,
+                                 draft_size=self.decode_size())
         except ImageLoadError as exc:
             raise ImageLoadError(f"{where}: {exc.source}", exc.reason) from exc
         if self.image_mode == "stitch" and loaded:
@@ -307,6 +347,30 @@ class MNERProcessor(ProcessorMixin):
                 prev = w if w >= 0 else prev
             out["labels"] = labels
 
+        encoded_images = images if isinstance(images, EncodedImages) else self.encode_images(images, where)
+        out["pixel_values"] = encoded_images.pixel_values
+        out["image_mask"] = encoded_images.image_mask
+        out.update(
+            num_words=n_words,
+            truncated_words=truncated_words,
+            truncated_entities=truncated_entities,
+            replaced_words=len(missing),
+            images_dropped=encoded_images.images_dropped,
+            image_errors=encoded_images.image_errors,
+            image_error_messages=encoded_images.image_error_messages,
+        )
+        return out
+
+    def encode_images(self, images: Sequence[Any] | Any | None, where: str = "post") -> "EncodedImages":
+        """The image half of :meth:`encode_example` (load, image mode / policies, image processor).
+
+        Thread-safe (PIL and numpy only, no tokenizer): the pipeline runs it in a thread pool and
+        passes the result to ``encode_example(words, images=<EncodedImages>)``.
+
+        Returns:
+            :class:`EncodedImages`: ``pixel_values`` float32 (n, 3, H, W), ``image_mask`` n ints
+            (0 = placeholder slot), and the policy counts.
+        """
         if images is None:
             images = []
         elif _is_image_like(images):  # one image given on its own
@@ -318,18 +382,8 @@ class MNERProcessor(ProcessorMixin):
         if real:
             processed = np.asarray(self.image_processor(images=real, return_tensors="np")["pixel_values"], dtype=np.float32)
             pixels[[i for i, im in enumerate(loaded) if im is not None]] = processed
-        out["pixel_values"] = pixels
-        out["image_mask"] = [0 if im is None else 1 for im in loaded]
-        out.update(
-            num_words=n_words,
-            truncated_words=truncated_words,
-            truncated_entities=truncated_entities,
-            replaced_words=len(missing),
-            images_dropped=stats["images_dropped"],
-            image_errors=stats["image_errors"],
-            image_error_messages=stats["messages"],
-        )
-        return out
+        return EncodedImages(pixels, [0 if im is None else 1 for im in loaded], stats["images_dropped"],
+                             stats["image_errors"], list(stats["messages"]))
 
     # ------------------------------------------------------------------ batching
     def pad_batch(self, features: Sequence[dict[str, Any]], return_tensors: str | None = "pt") -> BatchFeature:
