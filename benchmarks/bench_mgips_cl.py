@@ -1,22 +1,32 @@
-"""Throughput of MGIPS-CL at paper-size shapes (BERT-base + CLIP ViT-B/32, random weights).
+"""MGIPS-CL train / inference step at paper-size shapes (BERT-base + CLIP ViT-B/32, random weights):
+counted model FLOPs per step, achieved FLOP/s, the machine's measured matmul peak and MFU, per precision.
 
-Reports training examples/s (forward + backward + AdamW step, all loss terms) and inference
-posts/s (eval mode, no labels). Default run: batch 4, 40 sub-word tokens, up to 3 images of
-224x224 per post, 1 warm-up + 2 timed steps; under 3 minutes on 2 CPU cores.
+Batch 4 posts of 40 sub-word tokens, up to 3 images of 224x224 per post (the first post has 3, the
+others 1..3). Training steps: forward with every loss term (CRF + IPS-CL + contrastive), backward,
+``AdamW(fused=True)`` (the ``MNERTrainer`` default), under ``torch.autocast`` for bf16/fp16. Paths:
+  images   pixel values through the CLIP vision tower
+  cached   the frozen-vision feature cache: ``model.get_image_features`` when the model has it, else the
+           vision encoder's per-image vectors, passed as ``image_embeds`` (the vision tower is not run)
 
-    python benchmarks/bench_mgips_cl.py [--batch 4] [--tokens 40] [--images 3] [--steps 2] [--bidirectional]
+    python benchmarks/bench_mgips_cl.py [--batch 4] [--tokens 40] [--images 3] [--bidirectional]
+    python benchmarks/bench_mgips_cl.py --device cuda --steps 10
+    python benchmarks/bench_mgips_cl.py --tiny           # shapes only, seconds (run by the tests)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from mner_hf.models.configuration_mgips_cl import MGIPSCLConfig
-from mner_hf.models.modeling_mgips_cl import MGIPSCLForTokenClassification
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mfu import StepResult, add_common_arguments, autocast, measure, print_header, setup  # noqa: E402
+
+from mner_hf.models.configuration_mgips_cl import MGIPSCLConfig  # noqa: E402
+from mner_hf.models.modeling_mgips_cl import MGIPSCLForTokenClassification  # noqa: E402
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 
@@ -41,71 +51,86 @@ def make_batch(batch: int, tokens: int, images: int, image_size: int, vocab: int
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_config(args: argparse.Namespace) -> MGIPSCLConfig:
+    if args.tiny:
+        text = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 64, "vocab_size": 30522}
+        vision = {"model_type": "clip_vision_model", "image_size": 32, "patch_size": 8, "hidden_size": 32,
+                  "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    else:
+        text = {"model_type": "bert"}  # BERT-base sizes
+        vision = {"model_type": "clip_vision_model", "image_size": 224, "patch_size": 32}  # ViT-B/32
+    return MGIPSCLConfig(
+        text_config=text, vision_config=vision, id2label=dict(enumerate(LABELS)),
+        label2id={t: i for i, t in enumerate(LABELS)}, max_images=args.images,
+        bidirectional_mutual_attention=args.bidirectional,
+    )
+
+
+@torch.no_grad()
+def cached_features(model: MGIPSCLForTokenClassification, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What the feature cache stores for this model, computed once."""
+    model.eval()
+    if hasattr(model, "get_image_features"):
+        return model.get_image_features(batch["pixel_values"], batch["image_mask"])
+    return model.vision_encoder(batch["pixel_values"], batch["image_mask"]).image_embeds
+
+
+def main(argv: list[str] | None = None) -> list[StepResult]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--images", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--paths", default="images,cached", help="comma list of images, cached")
     parser.add_argument("--bidirectional", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-infer", action="store_true", help="training steps only")
     args = parser.parse_args(argv)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if any(p not in ("images", "cached") for p in paths):
+        raise SystemExit("--paths must be among images, cached")
+    precisions, peaks = setup(args)
 
     torch.manual_seed(0)
-    config = MGIPSCLConfig(
-        text_config={"model_type": "bert"},  # BERT-base sizes
-        vision_config={"model_type": "clip_vision_model", "image_size": 224, "patch_size": 32},  # ViT-B/32
-        id2label=dict(enumerate(LABELS)),
-        label2id={t: i for i, t in enumerate(LABELS)},
-        max_images=args.images,
-        bidirectional_mutual_attention=args.bidirectional,
-    )
+    config = build_config(args)
     model = MGIPSCLForTokenClassification(config).to(args.device)
-    batch = {k: v.to(args.device) for k, v in make_batch(args.batch, args.tokens, args.images, 224,
+    image_size = config.vision_config.image_size
+    batch = {k: v.to(args.device) for k, v in make_batch(args.batch, args.tokens, args.images, image_size,
                                                           config.text_config.vocab_size).items()}
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    inputs_by_path = {"images": batch}
+    if "cached" in paths:
+        inputs_by_path["cached"] = {k: v for k, v in batch.items() if k != "pixel_values"} | {
+            "image_embeds": cached_features(model, batch)}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    facts = print_header(
+        f"MGIPS-CL device={args.device} batch={args.batch} tokens={args.tokens} images<={args.images} "
+        f"params={sum(p.numel() for p in model.parameters()) / 1e6:.1f}M", args, peaks)
+    results: list[StepResult] = []
+    for precision in precisions:
+        for path in paths:
+            inputs = inputs_by_path[path]
 
-    def sync() -> None:
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
+            def train_step(inputs=inputs, precision=precision):
+                model.train()
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(precision, args.device):
+                    loss = model(**inputs).loss
+                loss.backward()
+                optimizer.step()
 
-    model.train()
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            sync()
-            start = time.perf_counter()
-        optim.zero_grad()
-        out = model(**batch)
-        out.loss.backward()
-        optim.step()
-    sync()
-    train_eps = args.batch * args.steps / (time.perf_counter() - start)
-    components = {k: round(float(v.detach()), 4) for k, v in out.loss_components.items()}
+            def infer_step(inputs=inputs, precision=precision):
+                model.eval()
+                with torch.inference_mode(), autocast(precision, args.device):
+                    model(**{k: v for k, v in inputs.items() if k != "labels"})
 
-    model.eval()
-    infer = {k: v for k, v in batch.items() if k != "labels"}
-    with torch.no_grad():
-        for step in range(args.warmup + args.steps):
-            if step == args.warmup:
-                sync()
-                start = time.perf_counter()
-            model(**infer)
-    sync()
-    infer_pps = args.batch * args.steps / (time.perf_counter() - start)
-    result = {
-        "device": args.device,
-        "params_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-        "train_examples_per_s": round(train_eps, 2),
-        "inference_posts_per_s": round(infer_pps, 2),
-        "batch": args.batch,
-        "tokens": args.tokens,
-        "images": args.images,
-        "visual_tokens_per_image": config.visual_tokens_per_image,
-        "last_loss_components": components,
-    }
-    print(json.dumps(result, indent=2))
-    return result
+            steps = [("train", train_step)] + ([] if args.no_infer else [("infer", infer_step)])
+            for kind, fn in steps:
+                result = measure(f"{kind} {path}", precision, fn, args.batch, args, peaks[precision])
+                print(result.row(), flush=True)
+                results.append(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": facts, "results": [r.to_dict() for r in results]}, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 * :func:`count_flops` runs a step under ``torch.utils.flop_counter.FlopCounterMode`` (matmuls,
   convolutions and attention, forward and backward, counted from the real shapes; elementwise ops
   and the optimizer are not model FLOPs). CPU flash attention (which the counter does not know in
-  torch 2.x) is registered with the same formula as the CUDA sdpa kernels, so the count does not
-  depend on which attention kernel runs.
+  torch 2.x) is registered as model FLOPs: forward QK^T + PV, backward twice that (what the math
+  kernel does; the flash kernel's recomputation of QK^T is not counted), so the count does not depend
+  on which attention kernel runs on CPU.
 * :func:`matmul_peak` measures the machine's own matmul rate for a dtype: the best FLOP/s over
   square matmuls of a few sizes (best of several repeats). MFU = achieved model FLOP/s / that peak.
 * :func:`time_step` times a callable (CUDA-synchronised), :func:`machine_facts` says what ran.
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
 
 aten = torch.ops.aten
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -46,7 +47,8 @@ def _register_cpu_attention_flops() -> None:
 
         @register_flop_formula(bwd)
         def _cpu_flash_bwd(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-            return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+            # model FLOPs (as the math kernel: 4 matmuls, 2x the forward), not the kernel's recompute
+            return 2 * sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 _register_cpu_attention_flops()

@@ -3,6 +3,8 @@ numerical agreement of the models."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,6 +13,8 @@ from mner_hf.models import precision as P
 from mner_hf.training.precision import choose_training_precision, precision_flags, precision_of
 from mner_hf.training.run_config import RunConfig, RunConfigError
 from mner_hf.training.trainer import mner_training_arguments
+
+SAMPLE_PHOTOS = sorted((Path(__file__).resolve().parents[1] / "src" / "mner_hf" / "sample" / "images").glob("*.jpg"))
 
 
 def _stub_cpu(monkeypatch, avx512_bf16: bool, amx: bool) -> None:
@@ -159,3 +163,42 @@ def test_bf16_autocast_agrees_with_fp32() -> None:
     assert 0 < logit_err <= LOGIT_TOL, logit_err  # > 0: autocast really ran in bf16
     assert marginal_err <= MARGINAL_TOL, marginal_err
     assert abs(float(low.loss) - float(ref.loss)) <= 0.02 * abs(float(ref.loss))
+
+
+# ---- pipeline / predict -------------------------------------------------------------------------
+@pytest.mark.parametrize(("probe", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_pipeline_precision_defaults_to_auto(monkeypatch, tmp_path, probe, expected) -> None:
+    from checkpoint_factory import tiny_model_and_processor
+
+    from mner_hf.models.pipeline_mner import MultimodalNERPipeline
+
+    _stub_cpu(monkeypatch, probe, probe)
+    model, processor = tiny_model_and_processor("tpm_mi", tmp_path)
+    pipe = MultimodalNERPipeline(model=model, processor=processor, device="cpu")
+    assert pipe.precision.precision == expected and pipe.precision.requested == "auto"
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(o.logits.dtype))
+    post = {"text": "Messi scores in Paris", "images": [str(p) for p in SAMPLE_PHOTOS[:2]]}
+    pipe(post)
+    assert seen[-1] == (torch.bfloat16 if expected == "bf16" else torch.float32)
+    # a per-call / per-pipeline precision overrides auto; results stay within bf16 tolerance
+    ref = pipe(post, precision="fp32")
+    assert seen[-1] == torch.float32
+    fixed = MultimodalNERPipeline(model=model, processor=processor, device="cpu", precision="bf16")
+    assert fixed.precision.precision == "bf16" and fixed.precision.requested == "bf16"
+    low = fixed(post)
+    assert seen[-1] == torch.bfloat16
+    assert [e["score"] for e in low] == pytest.approx([e["score"] for e in ref], abs=MARGINAL_TOL)
+
+
+def test_predict_cli_takes_precision(tmp_path) -> None:
+    from checkpoint_factory import tiny_model_and_processor
+
+    from mner_hf.checkpoint import save_for_hub
+    from mner_hf.predict import load_pipeline
+
+    model, processor = tiny_model_and_processor("bert_crf", tmp_path)
+    folder = save_for_hub(model, processor, tmp_path / "ckpt")
+    assert (folder / "precision.py").is_file()  # travels with the pipeline code
+    assert load_pipeline(str(folder), precision="fp32").precision.precision == "fp32"
+    assert load_pipeline(str(folder), precision="bf16").precision.requested == "bf16"
