@@ -82,3 +82,9 @@ def test_pipeline_benchmark_tiny() -> None:
     assert res["sample_model_forward_posts_per_s"] > 0 and res["sample_pipeline_posts_per_s"] > 0
     assert res["sample_ratio"] == pytest.approx(
         res["sample_pipeline_posts_per_s"] / res["sample_model_forward_posts_per_s"])
+
+
+def test_training_input_benchmark_tiny() -> None:
+    bench = importlib.import_module("bench_training_input")
+    res = bench.main(["--tiny", "--workers", "0"])
+    assert res["decode_workers_0"] > 0 and res["feature_cache"] > 0 and res["feature_cache_build_s"] > 0
