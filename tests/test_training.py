@@ -48,7 +48,14 @@ def bert_crf_run(tmp_path_factory):
 def test_run_writes_results_and_predictions(bert_crf_run):
     out, _, tmp = bert_crf_run
     res = json.loads((out.final_dir / "results.json").read_text())
-    assert set(res) == {"validation", "test"}
+    assert set(res) == {"validation", "test", "precision"}
+    # the precision the run used and why ("auto" resolved for this machine), also in the card
+    from mner_hf.models.precision import resolve_precision
+
+    expected = resolve_precision("auto", "cpu")
+    assert res.pop("precision") == expected.to_dict() == out.precision
+    card = (out.final_dir / "README.md").read_text()
+    assert f"Precision: **{expected.precision}** on cpu ({expected.reason})" in card
     for split in res:
         o = res[split]["overall"]
         assert 0.0 <= o["f1"] <= 1.0 and o["support"] > 0
