@@ -55,7 +55,7 @@ def make_batch(batch: int, length: int, image_size: int, generator: torch.Genera
     }
 
 
-def build_config(tiny: bool, attn: str) -> TPMMIConfig:
+def build_config(tiny: bool) -> TPMMIConfig:
     if tiny:
         text = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                 "intermediate_size": 64, "vocab_size": 30522}
@@ -64,9 +64,14 @@ def build_config(tiny: bool, attn: str) -> TPMMIConfig:
     else:
         text = {"model_type": "bert"}  # BERT-base shapes
         vision = {"model_type": "vit", "image_size": 224, "patch_size": 16}  # ViT-B/16 shapes
-    text["_attn_implementation"] = vision["_attn_implementation"] = attn
-    return TPMMIConfig(text_config=text, vision_config=vision, id2label=dict(enumerate(LABELS)), max_images=4,
-                       attn_implementation=attn)
+    return TPMMIConfig(text_config=text, vision_config=vision, id2label=dict(enumerate(LABELS)), max_images=4)
+
+
+def make_optimizer(name: str, params) -> torch.optim.Optimizer:
+    """AdamW: ``fused`` (one kernel over all parameters: the Trainer's default ``adamw_torch_fused``),
+    ``foreach`` (multi-tensor ops) or ``forloop`` (one set of ops per parameter)."""
+    kwargs = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False}}[name]
+    return torch.optim.AdamW(params, lr=1e-5, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> list[StepResult]:
@@ -76,6 +81,9 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--paths", default="images,cached", help=f"comma list of {', '.join(PATHS)}")
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="attention of both encoders")
+    parser.add_argument("--vision-attn", default=None, choices=("sdpa", "eager"), help="attention of the ViT only")
+    parser.add_argument("--optimizer", default="fused", choices=("fused", "foreach", "forloop"))
+    parser.add_argument("--layers", type=int, default=None, help="encoder depth (default 12: BERT-base, ViT-B)")
     parser.add_argument("--no-infer", action="store_true", help="training steps only")
     args = parser.parse_args(argv)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
@@ -84,17 +92,25 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
     precisions, peaks = setup(args)
 
     torch.manual_seed(0)
-    config = build_config(args.tiny, args.attn)
+    config = build_config(args.tiny)
+    if args.layers:
+        config.text_config.num_hidden_layers = config.vision_config.num_hidden_layers = args.layers
     model = TPMMIForTokenClassification(config).to(args.device)
+    if args.attn != "sdpa":
+        model.set_attn_implementation(args.attn)
+    if args.vision_attn:
+        model.vision_encoder.backbone.set_attn_implementation(args.vision_attn)
     image_size = config.vision_config.image_size
     batch = {k: v.to(args.device) for k, v in make_batch(args.batch, args.seq_len, image_size,
                                                          torch.Generator().manual_seed(0)).items()}
     with torch.no_grad():
         feats = model.get_image_features(batch["pixel_values"], batch["image_mask"])
     cached = {k: v for k, v in batch.items() if k != "pixel_values"} | {"image_embeds": feats}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    optimizer = make_optimizer(args.optimizer, model.parameters())
     facts = print_header(
-        f"TPM-MI device={args.device} batch={args.batch} seq_len={args.seq_len} attn={args.attn} "
+        f"TPM-MI device={args.device} batch={args.batch} seq_len={args.seq_len} layers="
+        f"{config.text_config.num_hidden_layers} attn={args.attn} vision_attn="
+        f"{model.vision_encoder.backbone.config._attn_implementation} optimizer=AdamW({args.optimizer}) "
         f"real images={int(batch['image_mask'].sum())}/{batch['image_mask'].numel()} slots", args, peaks)
     results: list[StepResult] = []
     for precision in precisions:
