@@ -122,6 +122,23 @@ def build_model(config: RunConfig, text_path: str, vision_path: str | None, labe
     return model
 
 
+def image_decoding_workers(training_kwargs: dict[str, Any]) -> int:
+    """Default ``dataloader_num_workers`` when the collator decodes images on the fly (no feature cache).
+
+    On CUDA, worker processes decode and preprocess the next batches while the GPU computes:
+    ``min(4, CPUs // 2)``. On CPU the model and the decoding share the same cores, and a worker
+    process measured no faster than decoding in the main process (``benchmarks/README.md``,
+    ``bench_training_input.py``): 0. ``training.dataloader_num_workers`` overrides either.
+    """
+    import os
+
+    from .precision import training_device
+
+    if training_device(training_kwargs) == "cuda":
+        return max(1, min(4, (os.cpu_count() or 2) // 2))
+    return 0
+
+
 def _split_results(details: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in details.items() if k in ("overall", "per_type", "per_num_images", "mode")}
 
@@ -163,6 +180,8 @@ def run_training(
         for split in list(dd):
             dd[split] = cache_image_features(dd[split], processor, encoder, output_dir / "feature_cache")
         collator = CachedFeatureCollator(collator)
+    elif use_vision and "dataloader_num_workers" not in targs:
+        targs["dataloader_num_workers"] = image_decoding_workers(targs)
 
     args = mner_training_arguments(precision=config.compute.precision, **targs)
     trainer = MNERTrainer(
