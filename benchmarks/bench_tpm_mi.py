@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mfu import StepResult, add_common_arguments, autocast, measure, print_header, setup  # noqa: E402
+from mfu import DTYPES, StepResult, add_common_arguments, autocast, linear_rate, measure, print_header, setup  # noqa: E402
 
 from mner_hf.models import TPMMIConfig, TPMMIForTokenClassification  # noqa: E402
 
@@ -107,11 +107,17 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
         feats = model.get_image_features(batch["pixel_values"], batch["image_mask"])
     cached = {k: v for k, v in batch.items() if k != "pixel_values"} | {"image_embeds": feats}
     optimizer = make_optimizer(args.optimizer, model.parameters())
+    # the model's largest GEMM: the ViT MLP over all real images' tokens (N images x 197 tokens)
+    tokens = int(batch["image_mask"].sum()) * (1 + (image_size // config.vision_config.patch_size) ** 2)
+    d, ffn = config.vision_config.hidden_size, config.vision_config.intermediate_size
+    rates = {p: linear_rate(DTYPES[p], args.device, tokens, d, ffn, repeats=1 if args.tiny else 3) for p in precisions}
+    gemm_line = f"matmul rate at the model's largest GEMM ({tokens}x{d} @ {d}x{ffn}): " + ", ".join(
+        f"{p} {r / 1e9:.1f} GFLOP/s = {100 * r / peaks[p]:.0f}% of peak" for p, r in rates.items())
     facts = print_header(
         f"TPM-MI device={args.device} batch={args.batch} seq_len={args.seq_len} layers="
         f"{config.text_config.num_hidden_layers} attn={args.attn} vision_attn="
         f"{model.vision_encoder.backbone.config._attn_implementation} optimizer=AdamW({args.optimizer}) "
-        f"real images={int(batch['image_mask'].sum())}/{batch['image_mask'].numel()} slots", args, peaks)
+        f"real images={int(batch['image_mask'].sum())}/{batch['image_mask'].numel()} slots", args, peaks, (gemm_line,))
     results: list[StepResult] = []
     for precision in precisions:
         for path in paths:

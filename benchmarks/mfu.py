@@ -94,6 +94,22 @@ def matmul_peak(dtype: torch.dtype, device: str, sizes: tuple[int, ...] = (1024,
     return best
 
 
+def linear_rate(dtype: torch.dtype, device: str, m: int, k: int, n: int, repeats: int = 3) -> float:
+    """Best measured FLOP/s of ``F.linear(x (m, k), w (n, k))`` forward: the rate the model's own
+    GEMM shapes reach (oneDNN / cuBLAS are less efficient on them than on large squares)."""
+    x = torch.randn(m, k, device=device).to(dtype)
+    w = torch.randn(n, k, device=device).to(dtype)
+    torch.nn.functional.linear(x, w)
+    best = 0.0
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        sync(device)
+        best = max(best, 2 * m * k * n / (time.perf_counter() - start))
+    return best
+
+
 def _cpu_model() -> str:
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
@@ -205,10 +221,13 @@ def measure(name: str, precision: str, fn: Callable[[], object], examples: int, 
     return StepResult(name, precision, flops, seconds, examples, peak)
 
 
-def print_header(title: str, args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]:
+def print_header(title: str, args: argparse.Namespace, peaks: dict[str, float], extra: tuple[str, ...] = ()
+                 ) -> dict[str, object]:
     facts = machine_facts(args.device)
     print(title)
     print("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
     print("matmul peak (measured): " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()), flush=True)
+    for line in extra:
+        print(line)
     print(HEADER, flush=True)
     return facts
