@@ -291,7 +291,7 @@ def test_cr_only_line_endings_read_like_lf(tmp_path):
 
 
 def test_raw_lines_crlf_split_across_chunks(tmp_path):
-    from mner_hf.readers import _raw_lines
+    from mner_hf.raw_files import iter_raw_lines as _raw_lines
 
     path = tmp_path / "x.txt"
     path.write_bytes(b"ab\r\ncd\re\n\r\nf")

@@ -55,45 +55,22 @@ import ast
 import json
 import os
 import re
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .models.labels import (
-    DEFAULT_TYPE_MAP,
-    DEFAULT_TYPES,
-    OrphanPolicy,
-    apply_orphan_policy,
-    split_tag,
-    tags_to_spans,
-)
+from .models.labels import DEFAULT_TYPE_MAP, DEFAULT_TYPES, OrphanPolicy, apply_orphan_policy, split_tag, tags_to_spans
+from .raw_files import DEFAULT_MAX_PIXELS, OTHER_IMAGE_SUFFIXES, check_image, index_images_by_prefix, iter_raw_lines
 
 __all__ = [
-    "ImagePolicy",
-    "IMAGE_POLICIES",
-    "MNERFormatError",
-    "MissingImageError",
-    "CorruptImageError",
-    "check_image",
-    "confine_image_name",
-    "RawPost",
-    "ReadReport",
-    "read_twitter",
-    "read_jsonl",
-    "read_cmner",
-    "index_images_by_prefix",
+    "ImagePolicy", "IMAGE_POLICIES", "MNERFormatError", "MissingImageError", "CorruptImageError", "check_image",
+    "confine_image_name", "RawPost", "ReadReport", "read_twitter", "read_jsonl", "read_cmner", "index_images_by_prefix",
 ]
 
 ImagePolicy = Literal["error", "skip", "placeholder"]
 IMAGE_POLICIES: tuple[str, ...] = ("error", "skip", "placeholder")
 TWITTER2017_PREFIX = "twitter2017-"
-_CMNER_IMAGE_SUFFIXES = (".jpg", ".jpeg")
-#: other image files seen next to CMNER images (not used, counted in ``images_other_format``)
-_OTHER_IMAGE_SUFFIXES = (".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif", ".heic", ".avif")
-#: default pixel limit per image (same value as ``models.image_loading.DEFAULT_MAX_PIXELS``)
-DEFAULT_MAX_PIXELS = 64_000_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII_BLANK = " \t\f\v"
 
@@ -231,35 +208,9 @@ def _image_folder(image_dir: str | os.PathLike | None, what: str = "image folder
     return d
 
 
-_NEWLINE = re.compile(rb"\r\n|\r|\n")
-
-
-def _raw_lines(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """Lines of ``path`` as bytes without their ending; LF, CRLF and CR alone all end a line.
-
-    Only these three end a line (not U+0085 / U+2028, which may occur inside tokens).
-    """
-    buf = b""
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(chunk_size)
-            buf += chunk
-            if chunk and buf.endswith(b"\r"):
-                continue  # a CR at the end of a chunk may be the first half of CRLF
-            pos = 0
-            for m in _NEWLINE.finditer(buf):
-                yield buf[pos : m.start()]
-                pos = m.end()
-            buf = buf[pos:]
-            if not chunk:
-                break
-    if buf:
-        yield buf
-
-
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line_no, text)`` without line endings; a non-UTF-8 line is an error naming its line."""
-    for line_no, raw in enumerate(_raw_lines(path), 1):
+    for line_no, raw in enumerate(iter_raw_lines(path), 1):
         if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
@@ -319,38 +270,6 @@ def _finish_post(
     report.entities += len(tags_to_spans(tags))
     report.images_found += sum(img is not None for img in post.images)
     return post
-
-
-def check_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
-    """Why the image file at ``path`` cannot be used (``None`` when it is fine).
-
-    The same checks as the processor's loader (``models.image_loading.load_image``): the file opens
-    as an image, has at most ``max_pixels`` pixels (checked from the header, before decoding), and
-    decodes completely (a JPEG is decoded at 1/8 scale, which still reads every byte, so a truncated
-    file fails here).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    return (
-                        f"image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels} "
-                        "(possible decompression bomb)"
-                    )
-                if image.format == "JPEG":
-                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                image.load()
-    except UnidentifiedImageError:
-        return "not a recognised image format (empty, corrupt or not an image)"
-    except Image.DecompressionBombError as exc:
-        return f"decompression bomb refused by PIL: {exc}"
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        return f"cannot decode image (truncated or corrupt): {exc}"
-    return None
 
 
 def confine_image_name(name: str, path: Path, line_no: int) -> str:
@@ -524,22 +443,6 @@ def read_twitter(
         yield _finish_post(post, p, report, orphan_policy)
 
 
-def index_images_by_prefix(folder: Path, suffixes: Sequence[str] = _CMNER_IMAGE_SUFFIXES) -> dict[str, list[str]]:
-    """Map every possible ``<prefix>`` of files named ``<prefix>_<rest><suffix>`` to sorted paths.
-
-    Equivalent to globbing ``<prefix>_*.jpg`` for each post, in one pass over the folder.
-    """
-    index: dict[str, list[str]] = {}
-    for entry in os.scandir(folder):
-        name = entry.name
-        if not name.lower().endswith(tuple(suffixes)) or not entry.is_file():
-            continue
-        for i, ch in enumerate(name):
-            if ch == "_":
-                index.setdefault(name[:i], []).append(name)
-    return {k: [str(folder / n) for n in sorted(v)] for k, v in index.items()}
-
-
 def read_cmner(
     path: str | os.PathLike,
     image_dir: str | os.PathLike | None = None,
@@ -566,7 +469,7 @@ def read_cmner(
     if folder is None:
         report.image_dir_missing = True
     index = index_images_by_prefix(folder) if folder is not None else {}
-    others = index_images_by_prefix(folder, _OTHER_IMAGE_SUFFIXES) if folder is not None else {}
+    others = index_images_by_prefix(folder, OTHER_IMAGE_SUFFIXES) if folder is not None else {}
     for post_id, header_line, tokens, raw_tags, line_nos in _read_blocks(p, "WID:", report):
         tags = _check_tags(p, header_line, raw_tags, types, type_map, line_nos)
         skipped = others.get(post_id, [])
