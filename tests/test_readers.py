@@ -220,6 +220,8 @@ JSONL_CASES = [
     ('{"id": 1, "text": ["a"], "label": ["O"], "images": "1.jpg"}', "'images' must be a list of strings"),
     ('{"id": null, "text": ["a"], "label": ["O"]}', "'id' must be a non-empty string or integer"),
     ('{"id": 1, "text": [], "label": []}', "has no tokens"),
+    ("[" * 100_000, "nested too deeply"),
+    ('{"id": ' + "7" * 5000 + ', "text": ["a"], "label": ["O"]}', "invalid JSON"),
 ]
 
 
@@ -417,3 +419,12 @@ def test_cmner_other_image_formats_counted(tmp_path):
     assert [len(p.images) for p in posts] == [1, 1]
     assert report.images_other_format == 2 and "abc_2.png" in report.notes[0]
     assert "2 image files in other formats" in report.summary()
+
+
+def test_image_name_longer_than_the_file_system_allows_is_missing_not_a_crash(tmp_path):
+    img = _images(tmp_path / "images", ["1_0.jpg"])
+    path = tmp_path / "MNER-MI_train.txt"
+    path.write_text('{"id": 1, "text": ["a"], "label": ["O"], "images": ["1_0.jpg", "' + "x" * 300 + '.jpg"]}\n')
+    report = ReadReport()
+    assert list(read_jsonl(path, img, image_policy="placeholder", report=report))[0].images == [str(img / "1_0.jpg"), None]
+    assert report.images_placeholder == 1

@@ -339,7 +339,11 @@ def _resolve_images(
     out: list[str | None] = []
     for name in names:
         candidate = folder / name
-        if candidate.is_file():
+        try:
+            exists = candidate.is_file()
+        except (OSError, ValueError):  # e.g. a name longer than the file system allows
+            exists = False
+        if exists:
             out.extend(_check_files([str(candidate)], path, line_no, image_policy, report, check_images, max_pixels))
             continue
         _apply_image_policy("not found", MissingImageError, str(candidate), path, line_no, image_policy, report, out)
@@ -484,10 +488,13 @@ def read_cmner(
 def _parse_json_line(path: Path, line_no: int, line: str, report: ReadReport) -> dict:
     try:
         row = json.loads(line)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise MNERFormatError(path, line_no, "invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, or e.g. an integer with more than 4300 digits
         row = _python_literal(line)
         if row is None:
-            raise MNERFormatError(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)[:120]
+            raise MNERFormatError(path, line_no, f"invalid JSON ({why})") from None
         report.python_literal_lines += 1
     if not isinstance(row, dict):
         raise MNERFormatError(path, line_no, f"expected a JSON object, got {type(row).__name__}")
