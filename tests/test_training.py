@@ -48,7 +48,8 @@ def bert_crf_run(tmp_path_factory):
 def test_run_writes_results_and_predictions(bert_crf_run):
     out, _, tmp = bert_crf_run
     res = json.loads((out.final_dir / "results.json").read_text())
-    assert set(res) == {"validation", "test", "precision"}
+    assert set(res) == {"validation", "test", "data", "precision"}
+    assert res["data"]["read"]["train"]["posts"] == 6 and res["data"]["images_used"] is False
     # the precision the run used and why ("auto" resolved for this machine), also in the card
     from mner_hf.models.precision import resolve_precision
 
@@ -56,7 +57,7 @@ def test_run_writes_results_and_predictions(bert_crf_run):
     assert res.pop("precision") == expected.to_dict() == out.precision
     card = (out.final_dir / "README.md").read_text()
     assert f"Precision: **{expected.precision}** on cpu ({expected.reason})" in card
-    for split in res:
+    for split in ("validation", "test"):
         o = res[split]["overall"]
         assert 0.0 <= o["f1"] <= 1.0 and o["support"] > 0
         # per number of images: buckets of the split's posts, supports add up to the total
