@@ -108,6 +108,17 @@ def test_explicit_training_flags_win_over_precision(monkeypatch, tmp_path) -> No
     assert precision_flags(choose_training_precision("fp16", {})) == {"bf16": False, "fp16": True, "use_cpu": True}
 
 
+def test_accelerate_mixed_precision_wins_over_auto(monkeypatch) -> None:
+    _stub_cpu(monkeypatch, True, True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    choice = choose_training_precision("auto", {})
+    assert choice.precision == "fp16" and "accelerate launch" in choice.reason
+    assert choose_training_precision("fp32", {}).precision == "fp32"  # an explicit request still wins
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert choose_training_precision("auto", {}).precision == "bf16"
+
+
 def test_run_config_compute_section() -> None:
     assert RunConfig.from_dict({}).compute.precision == "auto"
     assert RunConfig.from_dict({"compute": {"precision": "bf16"}}).compute.precision == "bf16"

@@ -11,12 +11,14 @@ Public API
 ``training_device(training_kwargs) -> "cuda" | "cpu"``        the device the Trainer will use
 ``precision_flags(choice) -> dict``                            ``{"bf16": .., "fp16": .., ["use_cpu": True]}``
 ``choose_training_precision(requested, training_kwargs) -> PrecisionChoice``
-    explicit ``bf16`` / ``fp16`` keys in ``training_kwargs`` win over ``requested``.
+    explicit ``bf16`` / ``fp16`` keys in ``training_kwargs`` win over ``requested``; with
+    ``requested="auto"``, ``accelerate launch --mixed_precision bf16|fp16`` wins over detection.
 ``precision_of(args: TrainingArguments) -> PrecisionChoice``  what a Trainer with ``args`` runs
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -52,6 +54,12 @@ def choose_training_precision(requested: str | None, training_kwargs: dict[str, 
         if training_kwargs.get(flag):
             choice = resolve_precision(flag, device)
             return PrecisionChoice(flag, f"training.{flag}", device, f"training.{flag}=true; {choice.reason}")
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched in ("bf16", "fp16") and (requested is None or str(requested).lower() == "auto"):
+        # `accelerate launch --mixed_precision X` (or its config file) already asked for X
+        choice = resolve_precision(launched, device)
+        return PrecisionChoice(launched, f"accelerate {launched}", device,
+                               f"accelerate launch --mixed_precision {launched}; {choice.reason}")
     return resolve_precision(requested, device)
 
 
