@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -102,6 +103,55 @@ def _read_lines(path: Path, summary: PredictSummary) -> Iterator[tuple[int, dict
                 yield line_no, None, str(exc)
 
 
+def _preprocessed_lines(
+    pipe: Any, lines: Iterator[tuple[int, dict[str, Any] | None, str | None]], preprocess_params: dict[str, Any],
+    lookahead: int,
+) -> Iterator[tuple[int, dict[str, Any] | None, Any, str | None]]:
+    """(line number, record, preprocessed item or None, error or None) in input order.
+
+    With a pipeline that splits its preprocessing (``_prepare_post`` opens and encodes images and is
+    thread-safe; ``_encode_text`` tokenizes), the images of the next ``lookahead`` lines are decoded
+    in a thread pool while the model runs; each line still fails alone with its own message."""
+    def post(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: record[k] for k in _POST_KEYS if k in record}
+
+    if not hasattr(pipe, "_prepare_post"):  # pipeline code saved before the split: one line at a time
+        for line_no, record, error in lines:
+            item = None
+            if error is None:
+                try:
+                    item = pipe.preprocess(post(record), **preprocess_params)
+                except (ValueError, TypeError) as exc:  # MNERInputError, processor / image errors
+                    error = str(exc)
+            yield line_no, record, item, error
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    params = {"timeout": preprocess_params.get("timeout", 10.0),
+              "too_many_images": preprocess_params.get("too_many_images", "error")}
+
+    def finish(line_no, record, future, error):
+        item = None
+        if future is not None:
+            try:
+                item = pipe._encode_text(future.result())
+            except (ValueError, TypeError) as exc:
+                error = str(exc)
+        return line_no, record, item, error
+
+    threads = getattr(pipe, "decode_threads", None) or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mner-predict") as pool:
+        pending: deque = deque()
+        for line_no, record, error in lines:
+            future = pool.submit(pipe._prepare_post, post(record), **params) if error is None else None
+            pending.append((line_no, record, future, error))
+            if len(pending) > lookahead:
+                yield finish(*pending.popleft())
+        while pending:
+            yield finish(*pending.popleft())
+
+
 def predict_file(
     pipe: Any,
     input_path: Path,
@@ -154,12 +204,8 @@ def predict_file(
             bar.update(len(pending))
             pending.clear()
 
-        for line_no, record, error in _read_lines(input_path, summary):
-            if error is None:
-                try:
-                    item = pipe.preprocess({k: record[k] for k in _POST_KEYS if k in record}, **preprocess_params)
-                except (ValueError, TypeError) as exc:  # MNERInputError, processor / image errors
-                    error = str(exc)
+        for line_no, record, item, error in _preprocessed_lines(pipe, _read_lines(input_path, summary),
+                                                                preprocess_params, lookahead=2 * batch_size):
             if error is not None:
                 report(line_no, error)
                 bar.update(1)
