@@ -254,6 +254,11 @@ class MultimodalNERPipeline(Pipeline):
         precision: ``"auto"`` (default: bf16 autocast on CUDA with bf16 and on CPUs that report
             AVX512-BF16 or AMX, fp32 otherwise), ``"fp32"``, ``"bf16"`` or ``"fp16"``; also accepted
             by ``pipeline(..., precision=...)``. ``pipe.precision`` says what runs and why.
+
+    Throughput (list inputs): the images of the next ``2 * batch_size`` posts are opened, decoded
+    (JPEGs at reduced scale when the processor's target size allows) and preprocessed in a pool of
+    :attr:`decode_threads` threads while the model runs; the vision encoder runs once per batch over
+    all real images of its posts; CNN vision encoders get channels-last weights (oneDNN's fast layout).
     """
 
     #: threads that open and encode images ahead of the model (None: min(4, CPU count))
