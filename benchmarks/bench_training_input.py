@@ -7,6 +7,9 @@ real JPEG photos each (the bundled sample photos). Each configuration runs ``--s
 after one warm-up step, under the precision ``auto`` picks, with ``AdamW(fused=True)``.
 
     python benchmarks/bench_training_input.py [--steps 8] [--workers 0,1,2] [--threads 2]
+
+Rows: each ``--workers`` value with channels-last conv weights (what ``MNERTrainer`` sets), then
+workers 0 with the default contiguous layout, then the feature cache.
     python benchmarks/bench_training_input.py --tiny
 """
 
@@ -91,12 +94,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 optimizer.step()
             return args.batch * args.steps / (time.perf_counter() - start)
 
-        for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
+        # MNERTrainer gives CNN vision encoders channels-last weights; "contiguous" is the layout before
+        configs = [(int(w), "channels_last") for w in args.workers.split(",") if w.strip()] + [(0, "contiguous")]
+        for workers, layout in configs:
+            model.to(memory_format=getattr(torch, f"{layout}_format" if layout == "contiguous" else layout))
             loader = DataLoader(dataset, batch_size=args.batch, collate_fn=collator, num_workers=workers,
                                 prefetch_factor=2 if workers else None)
             eps = run(loader)
-            results[f"decode_workers_{workers}"] = eps
-            print(f"{'images decoded, dataloader_num_workers=' + str(workers):<48} {eps:8.2f} examples/s", flush=True)
+            results[f"decode_workers_{workers}_{layout}"] = eps
+            label = f"images decoded, dataloader_num_workers={workers}, {layout}"
+            print(f"{label:<64} {eps:8.2f} examples/s", flush=True)
+        model.to(memory_format=torch.channels_last)
         start = time.perf_counter()
         cached = cache_image_features(dataset, processor, find_image_encoder(model), Path(tmp) / "cache")
         cache_s = time.perf_counter() - start
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eps = run(loader)
         results["feature_cache"] = eps
         results["feature_cache_build_s"] = cache_s
-        print(f"{'frozen-vision feature cache':<48} {eps:8.2f} examples/s  (cache built once: {cache_s:.1f} s "
+        print(f"{'frozen-vision feature cache':<64} {eps:8.2f} examples/s  (cache built once: {cache_s:.1f} s "
               f"for {n} posts)", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -87,4 +87,5 @@ def test_pipeline_benchmark_tiny() -> None:
 def test_training_input_benchmark_tiny() -> None:
     bench = importlib.import_module("bench_training_input")
     res = bench.main(["--tiny", "--workers", "0"])
-    assert res["decode_workers_0"] > 0 and res["feature_cache"] > 0 and res["feature_cache_build_s"] > 0
+    assert res["decode_workers_0_channels_last"] > 0 and res["decode_workers_0_contiguous"] > 0
+    assert res["feature_cache"] > 0 and res["feature_cache_build_s"] > 0

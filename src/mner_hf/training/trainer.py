@@ -7,6 +7,7 @@
   LayerNorm): :meth:`MNERTrainer.create_optimizer` with :mod:`mner_hf.training.optim`.
 * every loss term of ``outputs.loss_components`` is logged (``loss_crf``, ``loss_ips_cl``, ...),
   averaged over the steps since the last log and over processes.
+* CNN vision encoders get channels-last weights (oneDNN's fast convolution layout).
 * evaluation decodes with the model's Viterbi ``outputs.predictions`` (B, W) (never an argmax
   of logits) and scores with seqeval through :mod:`mner_hf.metrics`: overall, per type and per
   number of images of the post (read from the evaluated dataset's ``num_images`` column; the
@@ -110,6 +111,13 @@ class MNERTrainer(Trainer):
             raise ValueError("MNERTrainer needs TrainingArguments(remove_unused_columns=False); use mner_training_arguments()")
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._compute_metrics
+        model = kwargs.get("model", args[0] if args else None)
+        if isinstance(model, torch.nn.Module) and any(
+            isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1) for m in model.modules()
+        ):
+            # oneDNN runs convolutions about 2x faster on channels-last (NHWC) weights (MobileNetV2:
+            # benchmarks/README.md); the activations follow the weights' layout
+            model.to(memory_format=torch.channels_last)
         super().__init__(*args, **kwargs)
         self.optim_config = optim_config or OptimSection()
         self.metric_mode = metric_mode
