@@ -10,7 +10,7 @@ with the same features (``ClassLabel`` names included) and the same image bytes.
 ``--push-to-hub ORG/NAME`` (``--private``, ``--dry-run``) publishes the folder as a Hub dataset
 repository (:mod:`mner_hf.hub_dataset`): ``datasets.load_dataset("ORG/NAME")`` then needs no mner_hf.
 The card is rendered from ``dataset_scripts/README.template.md`` with the per-dataset metadata of
-``dataset_scripts/<name>.yaml``.
+``dataset_scripts/<name>.yaml`` and the BibTeX of :func:`mner_hf.citations.dataset_citation`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import yaml
 from datasets.table import embed_table_storage
 
 from .builders import DATASET_NAMES, load_dataset
+from .citations import dataset_citation
 from .models.labels import DEFAULT_TYPE_MAP, label_types, tags_to_spans
 from .readers import IMAGE_POLICIES, ReadReport
 from .resources import dataset_scripts_dir
@@ -44,7 +45,7 @@ def _metadata(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no dataset metadata {path}; add one for dataset {name!r}")
     meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    missing = {"pretty_name", "license", "description", "citation", "license_text"} - set(meta)
+    missing = {"pretty_name", "license", "description", "license_text"} - set(meta)
     if missing:
         raise ValueError(f"{path}: missing key(s) {', '.join(sorted(missing))}")
     return meta
@@ -118,7 +119,7 @@ def render_card(
         "image_policy": image_policy,
         "image_note": image_note,
         "license_text": str(meta["license_text"]).strip(),
-        "citation": str(meta["citation"]).strip(),
+        "citation": dataset_citation(name) or "% no paper is recorded for this dataset",
     }
     template = (dataset_scripts_dir() / "README.template.md").read_text(encoding="utf-8")
     return Template(template).substitute(values)
