@@ -489,7 +489,7 @@ def test_authors_preset_round_trips_save_and_trust_remote_code(tmp_path: Path) -
 def test_from_encoders_and_run_configs_use_the_authors_preset(tmp_path: Path) -> None:
     from mner_hf.training.encoders import tiny_text_encoder, tiny_vision_encoder
     from mner_hf.training.run import build_model
-    from mner_hf.training.run_config import RunConfig
+    from mner_hf.training.run_config import RunConfig, RunConfigError
 
     text = tiny_text_encoder(tmp_path / "text", [["alice", "visits", "paris"]], hidden_size=32, num_layers=2)
     vision = tiny_vision_encoder(tmp_path / "vision", hidden_size=32, num_layers=1, image_size=32)
@@ -507,6 +507,8 @@ def test_from_encoders_and_run_configs_use_the_authors_preset(tmp_path: Path) ->
         assert (float(t["learning_rate"]), t["per_device_train_batch_size"], t["num_train_epochs"]) == (5e-5, 8, 15)
         assert float(t["warmup_steps"]) == 0.01 and t["lr_scheduler_type"] == "linear"
         built = build_model(run, text, vision, labels)
+        with pytest.raises(RunConfigError, match="preset: unknown TPM-MI preset 'author'"):
+            RunConfig.from_yaml(path, ["model.config_overrides.preset=author"])
         assert built.config.prompt_projection == "shared_mlp" and not built.config.mask_padded_images
         assert built.config.temporal_ffn_dim == 2048 and built.config.max_images == 4
 
