@@ -102,22 +102,29 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _lone_surrogate(value: Any, where: str = "") -> str | None:
-    """Message for the first lone surrogate in a JSON value (keys included), or None."""
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Message for the first lone surrogate in a JSON value (keys included), or None.
+
+    ``path`` names the value, e.g. ``meta.tags[2]``.
+    """
     if isinstance(value, str):
         i = find_lone_surrogate(value)
-        if i >= 0:
-            return f"{where or 'the line'} holds a lone surrogate U+{ord(value[i]):04X} at character {i} (invalid Unicode)"
-        return None
+        if i < 0:
+            return None
+        where = f"field {path!r}" if path else "the line"
+        return f"{where} holds a lone surrogate U+{ord(value[i]):04X} at character {i} (invalid Unicode)"
     if isinstance(value, dict):
         for key, item in value.items():
-            name = f"{where}.{key}" if where else f"field {key!r}"
-            found = _lone_surrogate(key, f"a key of {where or 'the object'}") or _lone_surrogate(item, ascii(name)[1:-1])
+            i = find_lone_surrogate(key)
+            if i >= 0:
+                owner = f"field {path!r}" if path else "the object"
+                return f"a key of {owner} holds a lone surrogate U+{ord(key[i]):04X} at character {i} (invalid Unicode)"
+            found = _lone_surrogate(item, f"{path}.{key}" if path else key)
             if found:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _lone_surrogate(item, f"{where}[{i}]")
+            found = _lone_surrogate(item, f"{path}[{i}]")
             if found:
                 return found
     return None
@@ -143,7 +150,7 @@ def parse_line(raw: str, base: Path, entities_key: str = DEFAULT_ENTITIES_KEY) -
         raise ValueError("the object has neither 'text' nor 'tokens'")
     if entities_key in record:
         raise ValueError(
-            f"the object already has a {entities_key!r} field, which the output would overwrite; "
+            f"the object already has the field {entities_key!r}, which the output would overwrite; "
             "pass --entities-key NAME to write the entities under another key"
         )
     images = record.get("images")

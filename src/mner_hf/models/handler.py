@@ -105,7 +105,8 @@ def parse_request(data: Any) -> tuple[Any, dict[str, Any], bool]:
     unknown = set(data) - {"inputs", "parameters"}
     if unknown:
         raise RequestError(f"unknown fields {sorted(unknown)} (allowed: inputs, parameters)")
-    params = data.get("parameters") or {}
+    params = data.get("parameters")
+    params = {} if params is None else params
     if not isinstance(params, dict):
         raise RequestError("'parameters' must be an object")
     bad = set(params) - _PARAMETERS
