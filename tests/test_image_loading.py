@@ -4,6 +4,7 @@ and URL downloads bounded in total time and bytes (against real misbehaving loca
 from __future__ import annotations
 
 import io
+import socket
 import time
 
 import numpy as np
@@ -218,3 +219,16 @@ def test_download_arguments_are_checked():
         download_url("http://127.0.0.1:9/x.jpg", max_bytes=0)
     with pytest.raises(ValueError, match="only http"):
         download_url("file:///etc/passwd")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_silent_server_is_cut_at_the_total_timeout(scheme):
+    # accepts the connection, then never answers (the TLS handshake itself stalls for https)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/x.jpg"
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match="took longer than the limit of 0.5 s"):
+            download_url(url, timeout=0.5)
+        assert time.monotonic() - start < 2.0

@@ -452,7 +452,8 @@ def download_url(
     except urllib.error.HTTPError as exc:
         raise ImageLoadError(url, f"HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        if deadline.expired:
+        timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+        if deadline.expired or timed_out:
             raise ImageLoadError(url, too_slow) from exc
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else f"{type(exc).__name__}: {exc}"
         raise ImageLoadError(url, str(reason)) from exc
