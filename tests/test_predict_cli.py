@@ -257,3 +257,14 @@ def test_trickling_image_url_fails_its_line_within_the_timeout(checkpoint, tmp_p
         assert _predict(checkpoint, src, tmp_path / "o.jsonl", "--max-image-bytes", 5000) == 1
     assert "more than the limit of 5000 bytes" in capsys.readouterr().err
     assert [_strict_json(x)["id"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == []
+
+
+def test_cr_only_line_endings_are_lines(checkpoint, tmp_path, capsys):
+    src = tmp_path / "posts.jsonl"
+    src.write_bytes(b'{"id": 1, "text": "paris again"}\r{broken\r{"id": 3, "tokens": ["rome"]}\r')
+    out = tmp_path / "tagged.jsonl"
+    assert _predict(checkpoint, src, out) == 1
+    err = capsys.readouterr().err
+    assert f"{src}:2: invalid JSON (Expecting property name enclosed in double quotes at column 2)" in err
+    assert "paris again" not in err  # the message is about line 2 only, not the whole file
+    assert [_strict_json(x)["id"] for x in out.read_text().splitlines()] == [1, 3]

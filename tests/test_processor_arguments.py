@@ -1,11 +1,14 @@
 """MNERProcessor.__call__ argument validation (issue 10): a bare string for ``words``, a non-image
 ``images``, lone surrogates in text or words -- each a clear error naming the post, never a silent
-wrong result or a tokenizer-internal TypeError."""
+wrong result or a tokenizer-internal TypeError; fuzzing: any argument gives a result or a
+ValueError / TypeError with a message."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from checkpoint_factory import tiny_tokenizer
@@ -62,3 +65,26 @@ def test_lone_surrogates_name_post_and_character(proc):
         proc(words=["fine", "ab\ud800"])
     with pytest.raises(ValueError, match=r"post 2, word 0: lone surrogate U\+DFFF at character 0"):
         proc(words=[["a"], ["b"], ["\udfff"]])
+
+
+_scalar = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.text(max_size=6)
+_value = st.recursive(_scalar, lambda c: st.lists(c, max_size=3) | st.tuples(c, c), max_leaves=8)
+_words = st.lists(st.text(st.characters(codec="utf-8") | st.sampled_from(["\ud800", " ", "\u200b"]), max_size=5), max_size=4)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["text", "words"]),
+    value=_value | _words | st.lists(_words, max_size=3) | st.text(max_size=12),
+    images=st.none() | _value | st.sampled_from([[b"not an image"], [Image.new("RGB", (4, 4))], [[]]]),
+    tags=st.none() | _value,
+)
+def test_fuzzed_arguments_give_a_result_or_a_value_or_type_error(proc, kind, value, images, tags):
+    try:
+        out = proc(**{kind: value}, images=images, tags=tags, return_tensors="np")
+    except (ValueError, TypeError) as exc:  # the documented errors (ImageLoadError is a ValueError)
+        assert str(exc).strip()
+        return
+    n = len(out["num_words"])
+    assert out["input_ids"].shape[0] == out["image_mask"].shape[0] == n >= 1
+    assert all(w >= 1 for w in out["num_words"])
