@@ -200,6 +200,9 @@ def test_lone_surrogates_name_the_character(tpm):
         tpm(["fine", "\udfff tail"])
     # a valid astral character (a surrogate PAIR in UTF-16, one code point here) is fine
     assert isinstance(tpm("Paris \U0001F600 tonight"), list)
+    # a token that is one whitespace character (U+00A0 in Twitter-2015) is a word, as in the readers
+    ents = tpm({"tokens": ["paris", "\u00a0", "tonight"]})
+    assert all(e["word"] == " ".join(e["words"]) for e in ents)
 
 
 def test_url_download_bounded_in_total_time_and_bytes(tpm):

@@ -212,7 +212,7 @@ def _normalise_post(inputs: Any) -> dict[str, Any]:
         if not tokens:
             raise MNERInputError("empty 'tokens': the post has no word to tag")
         for i, tok in enumerate(tokens):
-            if not isinstance(tok, str) or not tok.strip():
+            if not isinstance(tok, str) or tok == "":  # a whitespace token (U+00A0) is a word, as in the data
                 raise MNERInputError(f"token {i} is empty or not a string: {tok!r}")
             bad = find_lone_surrogate(tok)
             if bad >= 0:
