@@ -91,6 +91,10 @@ class ImageEncoder(nn.Module):
         self.backbone = AutoModel.from_config(vision_config)
         _use_torch_batchnorm_momentum(self.backbone)
         self.output_dim = self._infer_output_dim(vision_config)
+        # what the frozen-vision feature cache stores (set by the owning model):
+        # "pooled" (B, M, D_v) vectors, "hidden_states" (B, M, L+1, S, D_v) per-layer tokens,
+        # or "unavailable" (the vision features depend on more than the image)
+        self.cache_mode = "pooled"
 
     def _infer_output_dim(self, config: PreTrainedConfig) -> int:
         """D_v from the config (hidden_size / hidden_sizes[-1]) or the backbone's last conv layer."""
@@ -185,6 +189,20 @@ class ImageEncoder(nn.Module):
             hidden_states=hidden,
             patch_tokens=hidden[-1] if hidden is not None else None,
         )
+
+    @torch.no_grad()
+    def cache_features(self, pixel_values: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        """Features the frozen-vision cache stores, per ``cache_mode``: ``image_embeds`` (B, M, D_v)
+        or the stacked per-layer tokens (B, M, L + 1, S, D_v) (embeddings first); zeros at padded slots."""
+        if self.cache_mode == "unavailable":
+            raise ValueError("this model's vision features depend on the text (MGIPS-CL with vision_attends_text=True, "
+                             "eq. 4) and cannot be cached: set vision_attends_text=False or do not freeze the vision encoder")
+        if self.cache_mode == "hidden_states":
+            out = self.forward(pixel_values, image_mask, output_hidden_states=True)
+            if out.hidden_states is None:  # no real image in the batch
+                return pixel_values.new_zeros(*image_mask.shape, 0)
+            return torch.stack(out.hidden_states, dim=2)
+        return self.forward(pixel_values, image_mask).image_embeds
 
     def load_pretrained(self, path_or_id: str, **kwargs) -> None:
         """Copy the weights of a pretrained backbone (local folder or Hub id) into ``.backbone``.
