@@ -198,9 +198,11 @@ class ImageEncoder(nn.Module):
             raise ValueError("this model's vision features depend on the text (MGIPS-CL with vision_attends_text=True, "
                              "eq. 4) and cannot be cached: set vision_attends_text=False or do not freeze the vision encoder")
         if self.cache_mode == "hidden_states":
+            if not bool(image_mask.bool().any()):  # no real image: zeros of the feature shape
+                probe = pixel_values.new_zeros(1, 1, *pixel_values.shape[2:])
+                shape = self.cache_features(probe, torch.ones(1, 1, dtype=torch.long)).shape[2:]
+                return pixel_values.new_zeros(*image_mask.shape, *shape)
             out = self.forward(pixel_values, image_mask, output_hidden_states=True)
-            if out.hidden_states is None:  # no real image in the batch
-                return pixel_values.new_zeros(*image_mask.shape, 0)
             return torch.stack(out.hidden_states, dim=2)
         return self.forward(pixel_values, image_mask).image_embeds
 
