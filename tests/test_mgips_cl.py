@@ -381,3 +381,32 @@ def test_from_encoders_loads_pretrained_text_and_vision(tmp_path, minilm_path) -
     assert model.config.id2label == {0: "O", 1: "B-PER", 2: "I-PER"}
     assert model.config.visual_tokens_per_image == 5  # (32 / 16)^2 patches + class token
     assert len(model.vision_kv_to_text) == 6  # MiniLM 384 wide vs 32: projected K/V per text layer
+
+
+def test_grounding_crops_file_layout_loader(tmp_path) -> None:
+    from pathlib import Path
+
+    from PIL import Image
+    from transformers import CLIPImageProcessorPil
+
+    from mner_hf.models.mgips_crops import load_grounding_crops
+
+    images = sorted((Path(__file__).resolve().parents[1] / "src/mner_hf/sample/images").glob("*.jpg"))[:3]
+    crop_dir = tmp_path / "crops"
+    crop_dir.mkdir()
+    photo = Image.open(images[0]).convert("RGB")
+    photo.crop((0, 0, 60, 60)).save(crop_dir / f"{images[0].stem}_crop0.jpg")
+    photo.crop((20, 20, 90, 90)).save(crop_dir / f"{images[0].stem}_crop1.png")
+    proc = CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    batch, report = load_grounding_crops([[images[0], images[1]], [images[2]]], crop_dir, proc, crops_per_image=3, crop_size=16)
+    assert batch["crop_pixel_values"].shape == (2, 2, 3, 3, 16, 16)
+    assert batch["image_mask"].tolist() == [[1, 1], [1, 0]]
+    assert (report.crops_found, report.whole_image_fill) == (2, 3 + 1 + 3)
+    expected = proc(images=[Image.open(crop_dir / f"{images[0].stem}_crop1.png").convert("RGB")], return_tensors="pt")
+    torch.testing.assert_close(batch["crop_pixel_values"][0, 0, 1], expected["pixel_values"][0])
+    whole = proc(images=[Image.open(images[0]).convert("RGB")], return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(batch["crop_pixel_values"][0, 0, 2], whole)  # missing crop 2: the whole image
+    model = make_model(crops_per_image=3, crop_size=16).eval()
+    ids = torch.randint(5, 100, (2, 6))
+    with torch.no_grad():
+        assert torch.isfinite(model(ids, **batch).logits).all()
