@@ -418,6 +418,7 @@ class MGIPSCLForTokenClassification(MGIPSCLPreTrainedModel):
                 extra["ips_cl"] = c.ips_cl_weight * ips_contrastive_loss(t_vec, v_vec, c.ips_top_k, c.cl_temperature)
             if c.use_standard_cl and c.cl_weight > 0:
                 extra["cl"] = c.cl_weight * standard_contrastive_loss(t_vec, v_vec, c.cl_temperature)
+        # eq. 18: CRF negative log-likelihood of z (mean over posts), plus the weighted extra terms
         out = self._crf_head(fused, attention_mask, word_ids, labels, return_marginals, extra_losses=extra)
         if out.loss is not None and c.crf_weight != 1.0:  # eq. 19 with a configured MNER weight
             out.loss_components["crf"] = c.crf_weight * out.loss_components["crf"]
