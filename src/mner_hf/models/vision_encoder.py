@@ -17,6 +17,10 @@ Public API
                             (B, M, S, D_l), zeros at padded slots (only with output_hidden_states);
                             ``patch_tokens`` = last of them.
     ``.load_pretrained(path_or_id)`` copy the weights of a pretrained backbone into ``.backbone``.
+    ``.cache_mode``         set by the owning model: "pooled" | "hidden_states" | "unavailable"
+    ``.cache_features(pixel_values, image_mask)`` what the frozen-vision feature cache stores:
+                            (B, M, D_v) or (B, M, L + 1, S, D_v); ``.check_cacheable()`` raises
+                            when the features depend on more than the image.
 
 Only REAL images are encoded (``skip_padded=True``): the real slots of the (B, M, ...) batch are
 gathered by ``image_mask``, encoded as one (N, 3, H, W) batch and scattered back. ``skip_padded=False``
@@ -190,13 +194,17 @@ class ImageEncoder(nn.Module):
             patch_tokens=hidden[-1] if hidden is not None else None,
         )
 
+    def check_cacheable(self) -> None:
+        """Raise a clear error when the owning model's vision features cannot be cached."""
+        if self.cache_mode == "unavailable":
+            raise ValueError("this model's vision features depend on the text (MGIPS-CL with vision_attends_text=True, "
+                             "eq. 4) and cannot be cached: set vision_attends_text=False or do not freeze the vision encoder")
+
     @torch.no_grad()
     def cache_features(self, pixel_values: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
         """Features the frozen-vision cache stores, per ``cache_mode``: ``image_embeds`` (B, M, D_v)
         or the stacked per-layer tokens (B, M, L + 1, S, D_v) (embeddings first); zeros at padded slots."""
-        if self.cache_mode == "unavailable":
-            raise ValueError("this model's vision features depend on the text (MGIPS-CL with vision_attends_text=True, "
-                             "eq. 4) and cannot be cached: set vision_attends_text=False or do not freeze the vision encoder")
+        self.check_cacheable()
         if self.cache_mode == "hidden_states":
             if not bool(image_mask.bool().any()):  # no real image: zeros of the feature shape
                 probe = pixel_values.new_zeros(1, 1, *pixel_values.shape[2:])

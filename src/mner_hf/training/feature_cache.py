@@ -80,8 +80,8 @@ def cache_image_features(
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = vision_fingerprint(encoder, getattr(processor, "image_processor", None), getattr(processor, "max_images", None))
     mode = getattr(encoder, "cache_mode", "pooled")
-    if mode == "unavailable":
-        encoder.cache_features(torch.zeros(0, 0, 3, 1, 1), torch.zeros(0, 0))  # raises, naming the reason
+    if hasattr(encoder, "check_cacheable"):
+        encoder.check_cacheable()  # MGIPS-CL with eq. 4: vision features depend on the text
     if mode != "pooled":
         key = f"{key}_{mode}"
     cache_file = cache_dir / f"image_features_{key}_{dataset._fingerprint}.arrow"
