@@ -410,3 +410,24 @@ def test_grounding_crops_file_layout_loader(tmp_path) -> None:
     ids = torch.randint(5, 100, (2, 6))
     with torch.no_grad():
         assert torch.isfinite(model(ids, **batch).logits).all()
+
+
+def test_feature_cache_stores_patch_tokens_for_mgips_cl(tmp_path) -> None:
+    import numpy as np
+
+    from checkpoint_factory import tiny_model_and_processor
+    from mner_hf.builders import load_dataset
+    from mner_hf.training.feature_cache import cache_image_features
+
+    _, proc = tiny_model_and_processor("mgips_cl", tmp_path / "src")
+    ds = load_dataset("sample")["train"].select(range(3))
+    with pytest.raises(ValueError, match="cannot be cached"):
+        cache_image_features(ds, proc, make_model().vision_encoder, tmp_path / "cache")
+    enc = make_model(vision_attends_text=False).eval().vision_encoder
+    cached = cache_image_features(ds, proc, enc, tmp_path / "cache", batch_size=2)
+    for i in range(3):
+        feats = proc.encode_example(ds[i]["tokens"], None, ds[i]["images"])
+        ref = enc.cache_features(torch.from_numpy(np.asarray(feats["pixel_values"]))[None], torch.tensor([feats["image_mask"]]))[0]
+        got = torch.tensor(cached[i]["image_embeds"])
+        assert got.shape == ref.shape == (len(feats["image_mask"]), 3, 5, D)
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
