@@ -274,13 +274,15 @@ class MGIPSCLForTokenClassification(MGIPSCLPreTrainedModel):
         seq = self._per_post(tokens[:, None], real)[:, 0]
         return seq, real[:, :, None].expand(-1, -1, seq.shape[1] // real.shape[1]).flatten(1)
 
-    @staticmethod
-    def _checked_sink(sink: dict, idx: int, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        key, value = sink.pop(idx)
-        if output.requires_grad and not key.requires_grad:
-            raise RuntimeError("MGIPS-CL mutual attention needs non-reentrant gradient checkpointing: "
-                               "gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})")
-        return key, value
+    def _reject_reentrant_checkpointing(self) -> None:
+        """The layers' own K/V leave a checkpointed layer through ``kv_sink``; reentrant
+        checkpointing would run the layer without autograd and cut their gradients."""
+        layer = self.text_encoder.encoder.layer[0]
+        func = getattr(layer, "_gradient_checkpointing_func", None)
+        if self.training and getattr(layer, "gradient_checkpointing", False) and func is not None:
+            if getattr(func, "keywords", {}).get("use_reentrant", True) is not False:
+                raise RuntimeError("MGIPS-CL mutual attention needs non-reentrant gradient checkpointing: "
+                                   "gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})")
 
     def _mutual_encode(
         self,
@@ -309,6 +311,7 @@ class MGIPSCLForTokenClassification(MGIPSCLPreTrainedModel):
                 hidden = layer(hidden, text_mask4, **prefix_attention_kwargs(None, None, base))
             return hidden, None, None
 
+        self._reject_reentrant_checkpointing()
         real = vision.real
         owner = torch.arange(real.shape[0], device=real.device)[:, None].expand_as(real)[real]  # (N,)
         text_kv = {0: (_split_heads(hidden, self.text_heads),) * 2}  # K_0^t = V_0^t = S^e (eq. 4, first layer)
@@ -343,7 +346,7 @@ class MGIPSCLForTokenClassification(MGIPSCLPreTrainedModel):
                 entries[j] = (k[owner], val[owner])
                 kwargs = prefix_attention_kwargs(entries, key_mask[owner], base, kv_sink=vision_sink)
             v = vision_layers[j](v, None, **kwargs)
-            vis_kv[j + 1] = self._checked_sink(vision_sink, j, v)
+            vis_kv[j + 1] = vision_sink.pop(j)
             return v
 
         for l, layer in enumerate(text_layers):
@@ -357,7 +360,7 @@ class MGIPSCLForTokenClassification(MGIPSCLPreTrainedModel):
             entries = [None] * n_t
             entries[l] = (self._per_post(k, real), self._per_post(val, real))
             hidden = layer(hidden, text_mask4, **prefix_attention_kwargs(entries, tok_mask, base, kv_sink=text_sink))  # eq. 2
-            text_kv[l + 1] = self._checked_sink(text_sink, l, hidden)
+            text_kv[l + 1] = text_sink.pop(l)
         while done_v < n_v:  # the remaining vision layers (eq. 4)
             v_hidden = run_vision_layer(done_v, v_hidden)
             done_v += 1
