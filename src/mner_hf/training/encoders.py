@@ -59,7 +59,10 @@ def tiny_text_encoder(
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator((" ".join(words) for words in corpus), vocab_size=2000, min_frequency=1)
     wp.save_model(str(folder))
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores ``vocab_file=`` here (the tokenizer would know only its 5 special
+    # tokens and read every word as [UNK]): pass the trained vocabulary itself
+    lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(lines)}, do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
