@@ -9,9 +9,13 @@ the annotations, except the 25 photos of the 6 posts in ``example_text`` / ``ima
 same ``WID:`` block format, LF line endings:
 
 * ``cmner_train.txt.gz``: CMNER train without the 6 photo posts (2994 posts, text only);
-* ``cmner_dev.txt.gz``: the first 500 CMNER dev posts (validation);
+* ``cmner_dev.txt.gz``: 500 CMNER dev posts (validation);
 * ``cmner_test.txt.gz``: the 6 photo posts (FIRST, so ``max_eval_samples`` keeps them), then the
-  last 500 CMNER dev posts (held out: test).
+  other 500 CMNER dev posts (held out: test).
+
+CMNER's files are grouped by topic (technology, travel, sports, ...), so the train posts and the
+dev posts are shuffled (``random.Random(SEED)``) before they are written and cut: the first N posts
+of every file (``max_train_samples`` / ``max_eval_samples``) are then a random sample of all topics.
 
 The files are gzipped with a zero timestamp, so the same input gives byte-identical output.
 """
@@ -20,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import random
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEV_CUT = 500  # dev posts [0, 500) -> validation, [500, 1000) -> test
+DEV_CUT = 500  # shuffled dev posts [0, 500) -> validation, [500, 1000) -> test
+SEED = 0
 
 
 def read_blocks(path: Path) -> list[tuple[str, list[str]]]:
@@ -49,6 +55,8 @@ def build(cmner: Path, out: Path = HERE) -> dict[str, int]:
     photo_ids = {wid for wid, _ in photo}
     train = [b for b in read_blocks(cmner / "train.txt") if b[0] not in photo_ids]
     dev = read_blocks(cmner / "dev.txt")
+    random.Random(SEED).shuffle(train)
+    random.Random(SEED + 1).shuffle(dev)
     if photo_ids & {wid for wid, _ in dev}:
         raise ValueError("a photo post is in CMNER dev: it would leak into validation")
     files = {"cmner_train.txt.gz": train, "cmner_dev.txt.gz": dev[:DEV_CUT], "cmner_test.txt.gz": photo + dev[DEV_CUT:]}
