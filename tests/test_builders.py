@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from pathlib import Path
@@ -11,9 +10,10 @@ import datasets
 import pytest
 from PIL import Image
 
-from mner_hf.builders import SampleBuilder, load_dataset, placeholder_image_bytes
+from mner_hf.builders import SampleBuilder, load_dataset, normalize_dataset_name
+from mner_hf.models.image_loading import load_image
 from mner_hf.models.labels import DEFAULT_LABELS, tags_to_spans
-from mner_hf.readers import MissingImageError
+from mner_hf.readers import MissingImageError, MNERFormatError
 from mner_hf.resources import sample_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -31,13 +31,15 @@ def test_sample_features_and_images(tmp_path):
     ds = dd["train"]
     assert ds.features["ner_tags"].feature.names == DEFAULT_LABELS
     assert isinstance(ds.features["images"].feature, datasets.Image)
+    assert ds.features["images"].feature.decode is False  # decoding is the processor's job
     assert len(ds) == 6 and sum(ds["num_images"]) == 25 == reports["train"].images_found
     assert sorted(ds["num_images"]) == [1, 1, 1, 4, 9, 9]
     nine = ds[ds["num_images"].index(9)]
     files = sorted(p for p in SAMPLE_IMAGES if p.name.startswith(nine["id"] + "_"))
     assert len(nine["images"]) == 9
-    for img, path in zip(nine["images"], files):  # same pixels, same order as the files
-        assert img.size == Image.open(path).size and img.tobytes() == Image.open(path).tobytes()
+    for img, path in zip(nine["images"], files):  # same file, same order; the processor's loader opens it
+        assert img == {"path": str(path), "bytes": None}
+        assert load_image(img).tobytes() == Image.open(path).convert("RGB").tobytes()
     assert "url" not in ds.features
 
 
@@ -83,13 +85,11 @@ def test_mner_mi_plus_default_folders_and_placeholder(tmp_path):
     ds = dd["train"]
     assert ds["id"] == ["5302", "twitter2017-O_538", "twitter2017-17_06_9"]
     assert ds["num_images"] == [3, 1, 1] and ds["url"][1] == "https://twitter.com/i/web/status/538"
-    assert ds[1]["images"][0].tobytes() == Image.open(SAMPLE_IMAGES[5]).convert("RGB").tobytes()
-    grey = ds[2]["images"][0]
-    assert grey.size == (32, 32) and grey.getcolors() == [(32 * 32, (128, 128, 128))]
+    assert load_image(ds[1]["images"][0]).tobytes() == Image.open(SAMPLE_IMAGES[5]).convert("RGB").tobytes()
+    assert ds[2]["images"] == [None]  # a placeholder is a null image, never a fake photo
     assert dd.read_reports["train"].images_placeholder == 1
     skipped = load_dataset("mner_mi_plus", root, image_policy="skip", cache_dir=tmp_path / "c")
     assert skipped["train"]["num_images"] == [3, 1, 0]
-    assert Image.open(io.BytesIO(placeholder_image_bytes())).mode == "RGB"
 
 
 def test_mner_mi_splits_present_only(tmp_path):
@@ -132,7 +132,65 @@ def test_errors_say_what_was_expected_where(tmp_path):
         load_dataset("cmner", tmp_path / "nope", cache_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="needs data_dir"):
         load_dataset("mner_mi")
-    with pytest.raises(ValueError, match="unknown dataset 'foo'"):
+    with pytest.raises(ValueError, match="unknown dataset 'foo'.*'-' and '_' both work"):
         load_dataset("foo")
     with pytest.raises(ValueError, match="image policy"):
         load_dataset("sample", image_policy="drop")
+
+
+# ---------------------------------------------------------------- issue 10
+
+
+def test_dataset_names_accept_hyphen_and_underscore(tmp_path):
+    assert normalize_dataset_name("mner-mi") == normalize_dataset_name("MNER_MI") == "mner_mi"
+    assert normalize_dataset_name("mner-mi-plus") == "mner_mi_plus"
+    root = tmp_path / "mi"
+    root.mkdir()
+    shutil.copy(FIXTURES / "mner_mi" / "MNER-MI_train.txt", root)
+    a = load_dataset("mner-mi", root, cache_dir=tmp_path / "c")
+    b = load_dataset("mner_mi", root, cache_dir=tmp_path / "c")
+    assert a["train"]["id"] == b["train"]["id"] == ["5302", "5303", "5304"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\n \n\t\n", b"\r\n\r\n"])
+def test_empty_split_file_names_the_file(tmp_path, content):
+    root = tmp_path / "tw"
+    root.mkdir()
+    shutil.copy(FIXTURES / "twitter" / "train.txt", root)
+    (root / "valid.txt").write_bytes(content)
+    with pytest.raises(MNERFormatError, match=r"valid.txt:1: no posts: the file is empty or holds only blank lines"):
+        load_dataset("twitter2017", root, cache_dir=tmp_path / "c")
+
+
+def test_lone_surrogate_names_file_line_and_character(tmp_path):
+    root = tmp_path / "mi"
+    root.mkdir()
+    (root / "MNER-MI_train.txt").write_text(
+        '{"id": 1, "text": ["ok"], "label": ["O"]}\n{"id": 2, "text": ["x\\udfff"], "label": ["O"]}\n'
+    )
+    with pytest.raises(MNERFormatError, match=r"MNER-MI_train.txt:2: 'text'\[0\] holds a lone surrogate U\+DFFF"):
+        load_dataset("mner_mi", root, cache_dir=tmp_path / "c")
+
+
+def test_corrupt_and_bomb_images_follow_the_policy_at_build_time(tmp_path):
+    """A 0-byte, a truncated and a 70-megapixel image: placeholder/skip never crash, error names the line."""
+    root = tmp_path / "tw"
+    (root / "images").mkdir(parents=True)
+    data = SAMPLE_IMAGES[0].read_bytes()
+    (root / "images" / "a.jpg").write_bytes(data)
+    (root / "images" / "z.jpg").write_bytes(b"")
+    (root / "images" / "t.jpg").write_bytes(data[: len(data) // 3])
+    Image.new("1", (10_000, 7_000)).save(root / "images" / "b.jpg", format="PNG")
+    (root / "train.txt").write_text("".join(f"IMGID:{k}\nw\tO\n\n" for k in "aztb"))
+    with pytest.raises(MNERFormatError, match=r"train.txt:4: image .*z.jpg unusable"):
+        load_dataset("twitter2017", root, cache_dir=tmp_path / "c")
+    dd = load_dataset("twitter2017", root, image_policy="placeholder", cache_dir=tmp_path / "c")
+    ds = dd["train"]
+    assert ds["num_images"] == [1, 1, 1, 1] and [r["images"][0] is None for r in ds] == [False, True, True, True]
+    rep = dd.read_reports["train"]
+    assert rep.images_corrupt == 3 and rep.images_placeholder == 3 and rep.images_found == 1
+    skip = load_dataset("twitter2017", root, image_policy="skip", cache_dir=tmp_path / "c")
+    assert skip["train"]["num_images"] == [1, 0, 0, 0]
+    # the bomb limit is part of the options (and of the cache key)
+    big = load_dataset("twitter2017", root, image_policy="placeholder", max_pixels=None, cache_dir=tmp_path / "c")
+    assert big["train"]["num_images"] == [1, 1, 1, 1] and big.read_reports["train"].images_corrupt == 2

@@ -79,3 +79,73 @@ def test_cli_export_dataset(tmp_path, capsys):
     assert (tmp_path / "o" / "README.md").is_file() and "wrote" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["export-dataset", "nope", "--out", "x"])
+
+
+# ---------------------------------------------------------------- issue 10: never delete or mix with the input
+
+
+def _twitter_dir(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = tmp_path / "data" / "tw"
+    (root / "images").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "fixtures" / "data" / "twitter" / "train.txt", root)
+    photos = sorted((sample_dir() / "images").glob("*.jpg"))
+    for name, src in zip(["17_06_1.jpg", "O_2144.jpg"], photos):  # 16_05_01_360.jpg is missing
+        shutil.copy(src, root / "images" / name)
+    return root
+
+
+def _snapshot(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["data", "inside_data", "parent_of_data", "images", "inside_images"])
+def test_export_refuses_an_output_folder_that_holds_or_is_inside_an_input(tmp_path, where):
+    root = _twitter_dir(tmp_path)
+    before = _snapshot(tmp_path / "data")
+    out = {"data": root, "inside_data": root / "export", "parent_of_data": tmp_path / "data",
+           "images": root / "images", "inside_images": root / "images" / "x"}[where]
+    with pytest.raises(ValueError, match="refusing to export into"):
+        export_dataset("twitter2017", out, data_dir=root, overwrite=True, image_policy="placeholder",
+                       cache_dir=tmp_path / "c")
+    assert _snapshot(tmp_path / "data") == before  # nothing deleted, nothing written
+    # a separate image folder given explicitly is protected too
+    with pytest.raises(ValueError, match="is inside the input folder"):
+        export_dataset("twitter2017", tmp_path / "data" / "tw" / "images" / "o", data_dir=root,
+                       image_dir=root / "images", overwrite=True, cache_dir=tmp_path / "c")
+    # a DatasetDict is checked against the files it was read from
+    dd = load_dataset("twitter2017", root, image_policy="placeholder", cache_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="refusing to export into"):
+        export_dataset(dd, root, name="twitter2017", overwrite=True)
+    assert _snapshot(tmp_path / "data") == before
+
+
+def test_cli_export_refuses_data_dir_and_accepts_hyphen_name(tmp_path, capsys):
+    import argparse
+
+    root = _twitter_dir(tmp_path)
+    before = _snapshot(root)
+    parser = argparse.ArgumentParser()
+    register_subcommand(parser.add_subparsers())
+    args = parser.parse_args(["export-dataset", "twitter2017", "--data-dir", str(root), "--out", str(root),
+                              "--overwrite", "--image-policy", "placeholder", "--cache-dir", str(tmp_path / "c")])
+    with pytest.raises(ValueError, match="refusing to export into"):
+        args.func(args)
+    assert _snapshot(root) == before
+    assert parser.parse_args(["export-dataset", "mner-mi-plus", "--out", "x"]).name == "mner_mi_plus"
+
+
+def test_export_placeholder_is_null_and_images_decode_for_plain_datasets(tmp_path):
+    root = _twitter_dir(tmp_path)
+    out = export_dataset("twitter2017", tmp_path / "out", data_dir=root, image_policy="placeholder",
+                         cache_dir=tmp_path / "c")
+    import datasets
+
+    back = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "fresh"))["train"]
+    assert back.features["images"].feature.decode is True
+    assert back["num_images"] == [1, 1, 1]
+    images = [row["images"][0] for row in back]
+    assert images[2] is None and images[0].size == (images[0].width, images[0].height)
+    assert "1 null placeholders" in (out / "README.md").read_text()

@@ -48,8 +48,9 @@ def bert_crf_run(tmp_path_factory):
 def test_run_writes_results_and_predictions(bert_crf_run):
     out, _, tmp = bert_crf_run
     res = json.loads((out.final_dir / "results.json").read_text())
-    assert set(res) == {"validation", "test"}
-    for split in res:
+    assert set(res) == {"validation", "test", "data"}
+    assert res["data"]["read"]["train"]["posts"] == 6 and res["data"]["images_used"] is False
+    for split in ("validation", "test"):
         o = res[split]["overall"]
         assert 0.0 <= o["f1"] <= 1.0 and o["support"] > 0
         # per number of images: buckets of the split's posts, supports add up to the total

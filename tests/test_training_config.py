@@ -202,3 +202,64 @@ def test_grid_search_selects_on_dev_not_test():
     assert res.best.overrides["training.per_device_train_batch_size"] == 8  # tie -> first
     assert res.best.results["test"]["overall"]["f1"] == 0.1
     assert "*" in res.table()
+
+
+# ---------------------------------------------------------------- issue 10
+
+
+def test_config_overrides_typo_is_an_error_listing_valid_keys(tmp_path):
+    from mner_hf.training.run_config import config_override_keys
+
+    p = _write(tmp_path, "model:\n  type: tpm-mi\n  config_overrides:\n    prompt_lenght: 4\n")
+    with pytest.raises(RunConfigError) as info:
+        RunConfig.from_yaml(p)
+    msg = str(info.value)
+    assert "model.config_overrides.prompt_lenght" in msg and "prompt_length" in msg and "c.yaml" in msg
+    assert "prompt_length" in config_override_keys("tpm-mi") and "ips_top_k" in config_override_keys("mgips-cl")
+    assert "ips_top_k" not in config_override_keys("tpm-mi") and "text_config" not in config_override_keys("bert-crf")
+    # a key valid for one model is an error for another, also through --set
+    with pytest.raises(RunConfigError, match="ips_top_k"):
+        RunConfig.from_yaml(_write(tmp_path, "model:\n  type: bert-crf\n"), ["model.config_overrides.ips_top_k=3"])
+    p = _write(tmp_path, "model:\n  type: tpm-mi\n  config_overrides:\n    prompt_lenght: 4\n")
+    ok = RunConfig.from_yaml(p, ["model.config_overrides={prompt_length: 4}"])
+    assert ok.model.config_overrides == {"prompt_length": 4}
+
+
+def test_unknown_dataset_name_is_a_config_error(tmp_path):
+    with pytest.raises(RunConfigError, match=r"data.dataset: unknown dataset 'twiter2017'"):
+        RunConfig.from_yaml(_write(tmp_path, "data:\n  dataset: twiter2017\n"))
+    assert RunConfig.from_yaml(_write(tmp_path, "data:\n  dataset: MNER-MI-Plus\n")).data.dataset == "MNER-MI-Plus"
+
+
+SHIPPED_CONFIGS = sorted((__import__("pathlib").Path(__file__).parents[1] / "examples" / "configs").glob("*.yaml"))
+
+
+_FIXTURE_DIRS = {"twitter2017": "twitter", "twitter2015": "twitter", "mner_mi": "mner_mi", "mner_mi_plus": "mner_mi"}
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_names_a_dataset_load_dataset_accepts(path, tmp_path):
+    from mner_hf.builders import SPECS, load_dataset, normalize_dataset_name
+    from mner_hf.training.run_config import config_override_keys, training_arguments_kwargs
+
+    cfg = RunConfig.from_yaml(path)
+    name = normalize_dataset_name(cfg.data.dataset)
+    assert name in SPECS
+    # the configured spelling goes through load_dataset itself (on a fixture copy of the format)
+    fixtures = __import__("pathlib").Path(__file__).parent / "fixtures" / "data"
+    data_dir = None
+    if name != "sample":
+        data_dir = fixtures / _FIXTURE_DIRS[name]
+    dd = load_dataset(cfg.data.dataset, data_dir=data_dir, cache_dir=tmp_path / "c", check_images=False)
+    assert len(dd["train"]) > 0
+    assert set(cfg.model.config_overrides) <= set(config_override_keys(cfg.model.type))
+    from transformers import TrainingArguments
+
+    kwargs = training_arguments_kwargs(cfg, output_dir=str(path.parent / "unused"))
+    assert set(kwargs) <= {f.name for f in __import__("dataclasses").fields(TrainingArguments)}
+
+
+def test_shipped_configs_cover_every_model_and_the_mner_mi_spelling():
+    assert len(SHIPPED_CONFIGS) >= 7
+    names = {p.name for p in SHIPPED_CONFIGS}
+    assert {"tpm_mi_mner_mi.yaml", "mgips_cl_mner_mi.yaml", "bert_crf_mner_mi.yaml"} <= names

@@ -19,14 +19,20 @@ cmner_sample   cmner_train.txt.gz, cmner_dev.txt.gz, cmner_test.txt.gz ``images/
 each) + the last 500 CMNER dev posts; see :mod:`mner_hf.sample.build_bundle`. Files ending in
 ``.gz`` are read through a decompressed temporary copy.
 
+Dataset names accept ``-`` and ``_`` alike (``mner-mi`` is ``mner_mi``; :func:`normalize_dataset_name`).
+
 Features: ``id`` (string), ``tokens`` (list of string), ``ner_tags`` (list of ``ClassLabel`` over
-:data:`mner_hf.models.labels.DEFAULT_LABELS`), ``images`` (list of ``Image()``, post order),
-``num_images`` (int32, ``len(images)``), and ``url`` (string or null) for the JSON-lines datasets.
+:data:`mner_hf.models.labels.DEFAULT_LABELS`), ``images`` (list of ``Image(decode=False)``, post
+order: ``{"path", "bytes"}`` dicts that the processor opens through ``models/image_loading.py``,
+so ``datasets`` never decodes an image itself), ``num_images`` (int32, ``len(images)``), and
+``url`` (string or null) for the JSON-lines datasets. Cast to ``Image()`` to get PIL images.
 
 Image folder: ``image_dir`` when given, else ``<data_dir>/images`` when it exists, else none
-(every post then has 0 images; the report says so). A missing image file follows
-``image_policy`` (see :mod:`mner_hf.readers`); a ``placeholder`` slot becomes a 32x32 mid-grey
-PNG so that the image count and order are unchanged (``num_images`` counts it).
+(every post then has 0 images; the report says so). Every image is checked once at build time
+(opened and decoded; more than ``max_pixels`` pixels is refused as a decompression bomb); a missing
+or corrupt image file follows ``image_policy`` (see :mod:`mner_hf.readers`); a ``placeholder``
+slot is a null image (``None``) so that the image count and order are unchanged (``num_images``
+counts it) and the processor masks it out (``image_mask`` 0).
 
 Read report: the :class:`~mner_hf.readers.ReadReport` of every split is logged, saved next to the
 cached Arrow files (so a cache hit still has it) and attached to the returned ``DatasetDict`` as
@@ -43,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import io
 import json
 import logging
 import os
@@ -57,7 +62,16 @@ from typing import Any
 import datasets
 
 from .models.labels import DEFAULT_LABELS
-from .readers import IMAGE_POLICIES, MNERFormatError, RawPost, ReadReport, read_cmner, read_jsonl, read_twitter
+from .readers import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_POLICIES,
+    MNERFormatError,
+    RawPost,
+    ReadReport,
+    read_cmner,
+    read_jsonl,
+    read_twitter,
+)
 from .resources import sample_dir
 
 __all__ = [
@@ -77,7 +91,7 @@ __all__ = [
     "BUILDERS",
     "mner_features",
     "load_dataset",
-    "placeholder_image_bytes",
+    "normalize_dataset_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,33 +141,31 @@ BUNDLED = ("sample", "cmner_sample")  # datasets shipped in the package (data_di
 DATASET_NAMES: tuple[str, ...] = tuple(SPECS)
 
 
+def normalize_dataset_name(name: str) -> str:
+    """Canonical dataset name: case and ``-`` / ``_`` / spaces do not matter (``"MNER-MI"`` ->
+    ``"mner_mi"``). Raises ``ValueError`` listing the known names for anything else."""
+    if not isinstance(name, str):
+        raise ValueError(f"dataset name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    if key not in SPECS:
+        raise ValueError(
+            f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)} ('-' and '_' both work)"
+        )
+    return key
+
+
 def mner_features(has_url: bool, labels: list[str] | None = None) -> datasets.Features:
     """Features of every MNER dataset (``url`` only where the format has one)."""
     feats: dict[str, Any] = {
         "id": datasets.Value("string"),
         "tokens": datasets.List(datasets.Value("string")),
         "ner_tags": datasets.List(datasets.ClassLabel(names=list(labels or DEFAULT_LABELS))),
-        "images": datasets.List(datasets.Image()),
+        "images": datasets.List(datasets.Image(decode=False)),
         "num_images": datasets.Value("int32"),
     }
     if has_url:
         feats["url"] = datasets.Value("string")
     return datasets.Features(feats)
-
-
-_PLACEHOLDER: bytes | None = None
-
-
-def placeholder_image_bytes() -> bytes:
-    """PNG bytes of the 32x32 mid-grey (128, 128, 128) image used for ``placeholder`` slots."""
-    global _PLACEHOLDER
-    if _PLACEHOLDER is None:
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.new("RGB", (32, 32), (128, 128, 128)).save(buf, format="PNG")
-        _PLACEHOLDER = buf.getvalue()
-    return _PLACEHOLDER
 
 
 @dataclass
@@ -164,6 +176,8 @@ class MNERConfig(datasets.BuilderConfig):
     twitter2017_image_dir: str | None = None
     orphan_policy: str = "keep"
     image_policy: str = "error"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    check_images: bool = True
     source_fingerprint: str = ""
 
 
@@ -172,7 +186,7 @@ class MNERBuilder(datasets.GeneratorBasedBuilder):
 
     SPEC: DatasetSpec
     BUILDER_CONFIG_CLASS = MNERConfig
-    VERSION = datasets.Version("1.0.0")
+    VERSION = datasets.Version("1.1.0")  # 1.1: undecoded images, null placeholders, image checks
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("dataset_name", self.SPEC.name)
@@ -201,7 +215,10 @@ class MNERBuilder(datasets.GeneratorBasedBuilder):
 
     def _read(self, filepath: str, report: ReadReport) -> Iterator[RawPost]:
         cfg = self.config
-        common = dict(orphan_policy=cfg.orphan_policy, image_policy=cfg.image_policy, report=report)
+        common = dict(
+            orphan_policy=cfg.orphan_policy, image_policy=cfg.image_policy, report=report,
+            check_images=cfg.check_images, max_pixels=cfg.max_pixels,
+        )
         if self.SPEC.reader == "twitter":
             return read_twitter(filepath, cfg.image_dir, **common)
         if self.SPEC.reader == "cmner":
@@ -214,13 +231,15 @@ class MNERBuilder(datasets.GeneratorBasedBuilder):
             yield from self._examples(plain, report)
         report.sources = [filepath if src == str(Path(plain)) else src for src in report.sources]
         _save_report(Path(self._output_dir), split, report)
-        log = logger.warning if (report.images_skipped or report.images_placeholder) else logger.info
-        log("%s/%s: %s", self.SPEC.name, split, report.summary())
+        noisy = (report.images_skipped or report.images_placeholder or report.images_other_format
+                 or report.empty_posts or report.duplicate_ids)
+        (logger.warning if noisy else logger.info)("%s/%s: %s", self.SPEC.name, split, report.summary())
+        for note in report.notes[:5]:
+            logger.warning("%s", note)
 
     def _examples(self, filepath: str, report: ReadReport) -> Iterator[tuple[datasets.builder.Key, dict]]:
         for i, post in enumerate(self._read(filepath, report)):
-            images = [{"path": p, "bytes": None} if p else {"path": None, "bytes": placeholder_image_bytes()}
-                      for p in post.images]
+            images = [{"path": p, "bytes": None} if p else None for p in post.images]
             example: dict[str, Any] = {
                 "id": post.id,
                 "tokens": post.tokens,
@@ -335,6 +354,8 @@ def load_dataset(
     twitter2017_image_dir: str | os.PathLike | None = None,
     orphan_policy: str = "keep",
     image_policy: str = "error",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    check_images: bool = True,
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
     return_report: bool = False,
@@ -342,18 +363,20 @@ def load_dataset(
     """Build (or load from cache) one MNER dataset as a ``DatasetDict``.
 
     Args:
-        name: one of :data:`DATASET_NAMES`.
+        name: one of :data:`DATASET_NAMES` (``-`` and ``_`` both work: ``"mner-mi"``).
         data_dir: folder with the files listed in the module docstring (not needed for ``sample``).
         image_dir: image folder (default ``<data_dir>/images`` when it exists, else no images).
         twitter2017_image_dir: MNER-MI-Plus second folder (default ``<data_dir>/twitter2017_images``).
         orphan_policy: ``"keep"`` (default) or ``"repair"`` (see :mod:`mner_hf.models.labels`).
-        image_policy: ``"error"`` (default), ``"skip"`` or ``"placeholder"`` for missing image files.
+        image_policy: ``"error"`` (default), ``"skip"`` or ``"placeholder"`` for missing or corrupt
+            image files.
+        max_pixels: images with more pixels are refused (decompression bombs; ``None``: no limit).
+        check_images: open and decode every image once at build time (default True).
         cache_dir: ``datasets`` cache folder (default: the ``datasets`` default cache).
         rebuild: rebuild even when a matching cache exists.
         return_report: also return the per-split :class:`ReadReport`.
     """
-    if name not in BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    name = normalize_dataset_name(name)
     if image_policy not in IMAGE_POLICIES:
         raise ValueError(f"unknown image policy {image_policy!r}; expected one of {IMAGE_POLICIES}")
     if orphan_policy not in ("keep", "repair"):
@@ -375,6 +398,8 @@ def load_dataset(
         twitter2017_image_dir=images17,
         orphan_policy=orphan_policy,
         image_policy=image_policy,
+        max_pixels=max_pixels,
+        check_images=bool(check_images),
         source_fingerprint=_fingerprint(watched),
     )
     mode = datasets.DownloadMode.FORCE_REDOWNLOAD if rebuild else datasets.DownloadMode.REUSE_DATASET_IF_EXISTS

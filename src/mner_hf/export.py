@@ -25,10 +25,10 @@ import datasets
 import yaml
 from datasets.table import embed_table_storage
 
-from .builders import DATASET_NAMES, load_dataset
+from .builders import DATASET_NAMES, SPECS, load_dataset, normalize_dataset_name
 from .models.labels import DEFAULT_TYPE_MAP, label_types, tags_to_spans
 from .readers import IMAGE_POLICIES, ReadReport
-from .resources import dataset_scripts_dir
+from .resources import dataset_scripts_dir, sample_dir
 
 __all__ = ["export_dataset", "render_card", "register_subcommand"]
 
@@ -96,7 +96,8 @@ def render_card(
     else:
         image_note = (
             f"{sum(r.images_skipped for r in reports.values())} skipped, "
-            f"{sum(r.images_placeholder for r in reports.values())} grey placeholders"
+            f"{sum(r.images_placeholder for r in reports.values())} null placeholders (missing or corrupt files, "
+            "kept as `None` so the image order is unchanged)"
         )
     has_url = "url" in first.features
     values = {
@@ -118,6 +119,55 @@ def render_card(
     }
     template = (dataset_scripts_dir() / "README.template.md").read_text(encoding="utf-8")
     return Template(template).substitute(values)
+
+
+def _input_folders(
+    name: str | None, data_dir: str | os.PathLike | None, image_dir: str | os.PathLike | None,
+    load_options: dict[str, Any], reports: dict[str, ReadReport] | None,
+) -> list[Path]:
+    """Every folder the export reads from: data folder, image folders, folders of the files read."""
+    folders: list[Path] = []
+    root = Path(data_dir) if data_dir is not None else (sample_dir() if name == "sample" else None)
+    if root is not None:
+        folders.append(root)
+        folders.append(Path(image_dir) if image_dir is not None else root / "images")
+        second = SPECS[name].second_image_dir if name in SPECS else None
+        if second:
+            given = load_options.get("twitter2017_image_dir")
+            folders.append(Path(given) if given is not None else root / second)
+    elif image_dir is not None:
+        folders.append(Path(image_dir))
+    if load_options.get("twitter2017_image_dir") is not None:
+        folders.append(Path(load_options["twitter2017_image_dir"]))
+    for rep in (reports or {}).values():
+        folders.extend(Path(src).parent for src in rep.sources)
+    return folders
+
+
+def check_output_folder(out: str | os.PathLike, inputs: list[Path]) -> None:
+    """Refuse an output folder that is, contains or is inside an input folder (``--overwrite``
+    would delete the raw data; writing into it would mix the export with the data)."""
+    o = Path(out).resolve()
+    for folder in inputs:
+        f = Path(folder).resolve()
+        if o == f or f.is_relative_to(o) or o.is_relative_to(f):
+            relation = "is" if o == f else ("contains" if f.is_relative_to(o) else "is inside")
+            raise ValueError(
+                f"refusing to export into {o}: it {relation} the input folder {f} "
+                "(choose an output folder outside the data and image folders)"
+            )
+
+
+def _decoded_images(dd: datasets.DatasetDict) -> datasets.DatasetDict:
+    """The builders keep images undecoded (the processor decodes them); users of the export get
+    ``Image()`` (PIL on access). Only the feature flag changes, no data."""
+    out = datasets.DatasetDict()
+    for split, ds in dd.items():
+        feat = ds.features.get("images")
+        if isinstance(feat, datasets.List) and isinstance(feat.feature, datasets.Image) and not feat.feature.decode:
+            ds = ds.cast_column("images", datasets.List(datasets.Image()))
+        out[split] = ds
+    return out
 
 
 def export_dataset(
@@ -143,12 +193,16 @@ def export_dataset(
     Returns the output folder.
     """
     if isinstance(dataset, str):
+        dataset = normalize_dataset_name(dataset)
         name = name or dataset
+        check_output_folder(out_dir, _input_folders(dataset, data_dir, image_dir, load_options, None))
         dd, reports = load_dataset(dataset, data_dir, image_dir, return_report=True, **load_options)
     else:
         if name is None:
             raise ValueError("export_dataset needs name= (metadata to use) when given a DatasetDict")
         dd, reports = dataset, getattr(dataset, "read_reports", None)
+    name = normalize_dataset_name(name) if name.replace("-", "_").lower() in SPECS else name
+    check_output_folder(out_dir, _input_folders(None, data_dir, image_dir, load_options, reports))
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -156,6 +210,7 @@ def export_dataset(
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
     split_bytes: dict[str, int] = {}
+    dd = _decoded_images(dd)
     for split, ds in dd.items():
         embedded = ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
         embedded = embedded.with_format(None)
@@ -186,6 +241,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_name(value: str) -> str:
+    try:
+        return normalize_dataset_name(value)
+    except ValueError:
+        return value  # argparse's choices check reports it
+
+
 def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export-dataset NAME --data-dir D --out OUT [--image-dir I]``."""
     p = subparsers.add_parser(
@@ -194,7 +256,7 @@ def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", choices=DATASET_NAMES, help="dataset to export")
+    p.add_argument("name", type=_dataset_name, choices=DATASET_NAMES, help="dataset to export ('-' or '_')")
     p.add_argument("--data-dir", default=None, help="folder with the raw files (not needed for 'sample')")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--image-dir", default=None, help="image folder (default: <data-dir>/images if present)")

@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from .builders import DATASET_NAMES, load_dataset
+from .builders import DATASET_NAMES, load_dataset, normalize_dataset_name
 from .models.labels import label_types, tags_to_spans
 from .readers import IMAGE_POLICIES
 
@@ -105,10 +105,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_name(value: str) -> str:
+    try:
+        return normalize_dataset_name(value)
+    except ValueError:
+        return value  # argparse's choices check reports it
+
+
 def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stats NAME --data-dir D [--image-dir I] [--json]``."""
     p = subparsers.add_parser("stats", help="print entities per type, images per post (paper Table 1)")
-    p.add_argument("name", choices=DATASET_NAMES, help="dataset")
+    p.add_argument("name", type=_dataset_name, choices=DATASET_NAMES, help="dataset ('-' or '_')")
     p.add_argument("--data-dir", default=None, help="folder with the raw files (not needed for 'sample')")
     p.add_argument("--image-dir", default=None, help="image folder (default: <data-dir>/images if present)")
     p.add_argument("--image-policy", choices=IMAGE_POLICIES, default="error", help="missing image files")

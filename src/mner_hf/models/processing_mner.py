@@ -232,10 +232,15 @@ class MNERProcessor(ProcessorMixin):
                 )
             report.dropped_too_many = len(sources) - self.max_images
             sources = sources[: self.max_images]
-        try:
-            loaded = load_images(sources, on_error=self.on_image_error, max_pixels=self.max_pixels, report=report)
-        except ImageLoadError as exc:
-            raise ImageLoadError(f"{where}: {exc.source}", exc.reason) from exc
+        loaded: list[Image.Image | None] = []
+        for src in sources:
+            if src is None:  # a missing image (the builders' "placeholder"): a masked slot, counted upstream
+                loaded.append(None)
+                continue
+            try:
+                loaded.extend(load_images([src], on_error=self.on_image_error, max_pixels=self.max_pixels, report=report))
+            except ImageLoadError as exc:
+                raise ImageLoadError(f"{where}: {exc.source}", exc.reason) from exc
         if self.image_mode == "stitch" and loaded:
             real = [im for im in loaded if im is not None]
             if real:
@@ -257,9 +262,11 @@ class MNERProcessor(ProcessorMixin):
         """Encode one post without padding or tensors (used by ``datasets.map`` and the collator).
 
         Args:
-            words: the post's words (non-empty strings).
+            words: the post's words (non-empty strings; whitespace-only words become the unknown token).
             tags: one tag per word, as strings (normalised: ``B-OTHER`` -> ``B-MISC``) or ids.
-            images: 0..N image sources (paths, bytes, PIL images, ``{"bytes","path"}`` dicts).
+            images: 0..N image sources (paths, bytes, PIL images, ``{"bytes","path"}`` dicts), or
+                ``None`` for a known-missing image (a dataset ``placeholder``): its slot is kept and
+                masked (``image_mask`` 0), never shown to the model.
             where: name of the post used in error messages.
 
         Returns:
@@ -275,7 +282,9 @@ class MNERProcessor(ProcessorMixin):
         if not words:
             raise ValueError(f"{where}: a post needs at least one word")
         for j, w in enumerate(words):
-            if not isinstance(w, str) or not w.strip():
+            # a whitespace word (U+00A0, U+3000) is a word: the tokenizer gives it no sub-word and it
+            # becomes the unknown token below (counted in replaced_words); only "" is an error
+            if not isinstance(w, str) or w == "":
                 raise ValueError(f"{where}, word {j}: empty or non-string word {w!r}")
         tag_ids = self._tag_ids(tags, len(words), where) if tags is not None else None
 

@@ -70,12 +70,14 @@ def build_model_card(
     model_name: str | None = None,
     language: str | list[str] | None = None,
     widget: list[dict[str, str]] | None = None,
+    data_note: str = "",
 ) -> ModelCard:
     """Render the card. ``plots`` maps a title to a file name relative to the card's folder;
-    ``widget`` holds the Hub widget's text-only examples (``[{"text", "example_title"}]``)."""
+    ``widget`` holds the Hub widget's text-only examples (``[{"text", "example_title"}]``);
+    ``data_note``: Markdown under "Training data" (what reading the data dropped or replaced)."""
     model_name = model_name or f"{model_type}-{dataset_name}"
     repo_id = repo_id or f"your-name/{model_name}"
-    dataset_id = _HUB_DATASETS.get(dataset_name, dataset_name)
+    dataset_id = _HUB_DATASETS.get(dataset_name.replace("_", "-"), dataset_name)
     base_models = [
         m for m in (text_encoder, vision_encoder) if m and m not in _LOCAL_ENCODERS and not Path(m).exists()
     ]
@@ -134,7 +136,7 @@ def build_model_card(
         num_parameters=f"{num_parameters:,}" if num_parameters else "-",
         dataset_name=dataset_name,
         split_sizes=sizes,
-        data_note="",
+        data_note=data_note,
         selection_split="validation",
         detail_split=detail_split,
         overall_rows=overall_rows,

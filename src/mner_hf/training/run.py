@@ -54,6 +54,7 @@ class RunOutput:
     files: dict[str, Path] = field(default_factory=dict)
     log_history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    data_report: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # printed with the report (e.g. vocabulary extension)
     word_joiner: str = " "  # "" for character-split datasets (CMNER) when posts are printed
 
@@ -62,11 +63,14 @@ def load_run_data(config: RunConfig):
     """DatasetDict with ``train`` / ``validation`` / ``test`` per the data section."""
     from ..builders import load_dataset
 
+    from .data_report import build_data_report
+
     d = config.data
     dd = load_dataset(
         d.dataset, data_dir=d.data_dir, image_dir=d.image_dir, image_policy=d.image_policy,
         orphan_policy=d.orphan_policy,
     )
+    read_reports = dict(getattr(dd, "read_reports", {}) or {})
     dd = ensure_splits(dd, list(d.split_ratios), d.split_seed)
     dd["train"] = take_fraction(dd["train"], float(d.train_fraction), d.fraction_seed)
     if d.max_train_samples:
@@ -74,8 +78,10 @@ def load_run_data(config: RunConfig):
     for split in ("validation", "test"):
         if d.max_eval_samples:
             dd[split] = dd[split].select(range(min(d.max_eval_samples, len(dd[split]))))
-    if not config.model.use_images or config.model.type == "bert-crf":
+    images_used = config.model.use_images and config.model.type != "bert-crf"
+    if not images_used:
         dd = dd.remove_columns([c for c in ("images",) if c in dd["train"].column_names])
+    dd.data_report = build_data_report(read_reports, dd, config.model.max_images, images_used)
     return dd
 
 
@@ -144,6 +150,11 @@ def run_training(
     set_seed(seed)
 
     dd = load_run_data(config)
+    data_report = getattr(dd, "data_report", {})
+    data_lines = _data_lines(data_report)
+    clean = data_lines == _data_lines({"read": {}})
+    for line in data_lines:
+        (logger.info if clean else logger.warning)("data: %s", line)
     labels = label_names(dd)
     use_vision = config.model.type != "bert-crf" and config.model.use_images
     text_path, vision_path = resolve_encoders(
@@ -188,7 +199,7 @@ def run_training(
 
     final_dir = Path(config.output.final_dir or output_dir / "final")
     out = RunOutput(results=results, final_dir=final_dir, log_history=list(trainer.state.log_history),
-                    word_joiner="" if config.data.dataset in CHAR_DATASETS else " ")
+                    data_report=data_report, word_joiner="" if config.data.dataset in CHAR_DATASETS else " ")
     vocab_info = Path(text_path) / VOCAB_INFO
     if config.model.extend_vocabulary and vocab_info.is_file():
         info = json.loads(vocab_info.read_text())
@@ -220,7 +231,8 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
         recs = prediction_records(ds["id"], words, details["gold_tags"], details["pred_tags"], ds["num_images"])
         if config.output.write_predictions:
             files[f"predictions_{split}"] = write_jsonl(recs, final_dir / f"predictions_{split}.jsonl")
-    (final_dir / "results.json").write_text(json.dumps(results, indent=2))
+    data_report = getattr(dd, "data_report", None)
+    (final_dir / "results.json").write_text(json.dumps({**results, "data": data_report or {}}, indent=2))
     files["results"] = final_dir / "results.json"
     (final_dir / "run_config.yaml").write_text(config.to_yaml())
     files["run_config"] = final_dir / "run_config.yaml"
@@ -245,6 +257,7 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
             num_parameters=sum(p.numel() for p in trainer.model.parameters()),
             split_sizes={s: len(dd[s]) for s in ("train", "validation", "test")}, plots=plots,
             repo_id=config.output.hub_repo_id, widget=widget_examples(processor),
+            data_note="\n".join(f"- {line}" for line in _data_lines(data_report)),
         )
     save_checkpoint(trainer.model, processor, final_dir, card)
     files["model"] = final_dir / "model.safetensors"
@@ -269,6 +282,12 @@ def save_checkpoint(model, processor, folder: Path, card=None) -> None:
     processor.save_pretrained(str(folder))
     if card is not None:
         card.save(folder / "README.md")
+
+
+def _data_lines(report: dict[str, Any] | None) -> list[str]:
+    from .data_report import data_report_lines
+
+    return data_report_lines(report) if report else []
 
 
 def print_report(out: RunOutput) -> None:
@@ -306,6 +325,8 @@ def print_report(out: RunOutput) -> None:
             f"note: only {support} gold entities in dev + test: these scores show that the pipeline runs "
             "end to end, not model quality (README 'Results' has real-data numbers)."
         )
+    for line in _data_lines(out.data_report):
+        print(f"data: {line}")
     print()
     print(f"final checkpoint: {out.final_dir}")
     for name, path in sorted(out.files.items()):

@@ -24,6 +24,27 @@ from typing import Any
 import yaml
 
 MODEL_TYPES = ("tpm-mi", "mgips-cl", "bert-crf")
+# model.type -> (module under mner_hf.models, config class): what model.config_overrides may set
+CONFIG_CLASSES = {
+    "tpm-mi": ("configuration_tpm_mi", "TPMMIConfig"),
+    "mgips-cl": ("configuration_mgips_cl", "MGIPSCLConfig"),
+    "bert-crf": ("configuration_bert_crf", "BertCRFConfig"),
+}
+# config fields that the run sets itself (encoders and labels), never through config_overrides
+_RUN_SET_FIELDS = ("text_config", "vision_config", "id2label", "label2id")
+
+
+def config_override_keys(model_type: str) -> list[str]:
+    """Keys ``model.config_overrides`` accepts for ``model_type``: the fields of the model's config
+    class (e.g. ``prompt_length``, ``ips_top_k``) minus those of ``PreTrainedConfig`` and the encoders."""
+    import importlib
+
+    from transformers import PreTrainedConfig
+
+    module, name = CONFIG_CLASSES[model_type]
+    klass = getattr(importlib.import_module(f"mner_hf.models.{module}"), name)
+    base = {f.name for f in dataclasses.fields(PreTrainedConfig)}
+    return sorted(f.name for f in dataclasses.fields(klass) if f.name not in base and f.name not in _RUN_SET_FIELDS)
 
 
 class RunConfigError(ValueError):
@@ -63,7 +84,7 @@ class DataSection:
     """Dataset and sampling.
 
     ``dataset`` is a name understood by :func:`mner_hf.builders.load_dataset` (``twitter2017``,
-    ``twitter2015``, ``cmner``, ``mner-mi``, ``mner-mi-plus``, ``sample``).  When the dataset has
+    ``twitter2015``, ``cmner``, ``mner-mi``, ``mner-mi-plus``, ``sample``; ``-`` or ``_``).  When the dataset has
     no dev / test split (the bundled sample), ``split_ratios`` makes a seeded split of ``train``.
 
     ``orphan_policy`` (default ``"repair"``): an ``I-X`` that does not follow ``B-X``/``I-X``
@@ -214,6 +235,22 @@ class RunConfig:
             raise RunConfigError(f"{src}: data.split_ratios={ratios} must be three non-negative numbers summing to 1")
         if self.model.type != "bert-crf" and self.model.use_images and not self.model.vision_encoder:
             raise RunConfigError(f"{src}: model.vision_encoder is required for {self.model.type} with images")
+        overrides = self.model.config_overrides
+        if not isinstance(overrides, dict):
+            raise RunConfigError(f"{src}: model.config_overrides must be a mapping, got {type(overrides).__name__}")
+        valid = config_override_keys(self.model.type)
+        bad = sorted(set(overrides) - set(valid))
+        if bad:
+            raise RunConfigError(
+                f"{src}: unknown key(s) {[f'model.config_overrides.{b}' for b in bad]} for model.type="
+                f"{self.model.type}; valid: {', '.join(valid)}"
+            )
+        from ..builders import normalize_dataset_name
+
+        try:
+            normalize_dataset_name(self.data.dataset)
+        except ValueError as err:
+            raise RunConfigError(f"{src}: data.dataset: {err}") from None
 
 
 def _check_training_keys(training: dict[str, Any], source: str) -> None:
