@@ -16,10 +16,11 @@ Inputs (one post, or a list of posts for batched inference):
 * ``{"text": str}`` -- raw text, split into words by the processor; character offsets point
   into this text; or ``{"tokens": [str, ...]}`` -- pre-split words; offsets point into
   ``" ".join(tokens)`` (the string returned as ``word`` is built the same way);
-* ``"images"`` (optional): a list (or one item) of local paths, ``http(s)://`` URLs (fetched with
-  ``timeout`` seconds), ``data:image/...;base64,`` URIs, raw ``bytes`` or PIL images, in post
-  order (the order carries meaning: the models have a temporal position embedding);
-* a bare ``str`` is shorthand for ``{"text": str}``.
+* ``"images"`` (optional): a list (or one item) of local paths, ``http(s)://`` URLs (each download
+  bounded in total time by ``timeout`` and in size by ``max_image_bytes``), ``data:image/...;base64,``
+  URIs, raw ``bytes`` or PIL images, in post order (the order carries meaning: the models have a
+  temporal position embedding);
+* a bare ``str`` is shorthand for ``{"text": str}``; an empty list gives an empty list.
 
 Output per post: a list of entity dicts, like the ``token-classification`` pipeline's aggregated
 output: ``entity_group`` (type), ``score``, ``word`` (the entity's text), ``start`` / ``end``
@@ -32,9 +33,11 @@ the model's own probability for each tag of the Viterbi path, so 1.0 means every
 certain and a low score flags spans the CRF hesitated on.
 
 Bad input raises :class:`MNERInputError` (a ``ValueError``) whose message says which input/image
-and what is wrong: empty text, empty or non-string tokens, unknown keys, an image that is not an
-image / corrupt bytes / missing file, an unreachable URL, more images than the model takes (unless
-``too_many_images="truncate"``), and text longer than the model's maximum length.
+and what is wrong (for a list of posts it starts with ``post <index>:``): empty text, empty or
+non-string tokens, a lone surrogate (invalid Unicode; its character position is given), unknown
+keys, an image that is not an image / corrupt bytes / missing file, an unreachable, too slow or too
+large URL, more images than the model takes (unless ``too_many_images="truncate"``), and text
+longer than the model's maximum length.
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ import base64
 import binascii
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,9 +53,9 @@ from PIL import Image
 from transformers import AutoModelForTokenClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .image_loading import ImageLoadError, load_image
+from .image_loading import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_URL_TIMEOUT, ImageLoadError, download_url, load_image
 from .labels import tags_to_spans
-from .processing_mner import split_words
+from .processing_mner import find_lone_surrogate, split_words
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,10 @@ __all__ = [
 ]
 
 TASK_NAME = "multimodal-ner"
-#: Seconds to wait for an image URL before giving up (pipeline parameter ``timeout``).
-DEFAULT_TIMEOUT = 10.0
-#: Largest image download accepted from a URL (bytes).
-MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
+#: Seconds allowed for each image URL download in total, connect to last byte (parameter ``timeout``).
+DEFAULT_TIMEOUT = DEFAULT_URL_TIMEOUT
+#: Largest image download accepted from a URL in bytes (parameter ``max_image_bytes``).
+MAX_DOWNLOAD_BYTES = DEFAULT_MAX_DOWNLOAD_BYTES
 _INPUT_KEYS = frozenset({"text", "tokens", "images"})
 _TOO_MANY = ("error", "truncate")
 
@@ -82,27 +83,22 @@ class MNERInputError(ValueError):
 
 
 def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
-    """Download ``url`` (http/https) and return its bytes.
+    """Download ``url`` (http/https) within ``timeout`` seconds in total and ``max_bytes`` bytes.
+
+    See :func:`.image_loading.download_url` (the limits cover the whole download, not each read).
 
     Raises:
         MNERInputError: unreachable host, HTTP error status, timeout, or a body over ``max_bytes``.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": "mner_hf-pipeline"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
-            data = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        raise MNERInputError(f"could not fetch image URL {url}: HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
+        return download_url(url, timeout=timeout, max_bytes=max_bytes)
+    except ImageLoadError as exc:
         raise MNERInputError(f"could not fetch image URL {url}: {exc.reason}") from exc
-    except (TimeoutError, OSError) as exc:
-        raise MNERInputError(f"could not fetch image URL {url}: {exc} (timeout {timeout} s)") from exc
-    if len(data) > max_bytes:
-        raise MNERInputError(f"image URL {url} returned more than {max_bytes} bytes")
-    return data
 
 
-def open_post_image(source: Any, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
+def open_post_image(
+    source: Any, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES
+) -> Image.Image:
     """Open one image given as a path, URL, ``data:`` URI, bytes or PIL image; returns RGB.
 
     Decoding (EXIF orientation, RGB conversion, decompression-bomb limit) is
@@ -114,7 +110,7 @@ def open_post_image(source: Any, timeout: float = DEFAULT_TIMEOUT) -> Image.Imag
     if isinstance(source, str):
         lowered = source[:16].lower()
         if lowered.startswith(("http://", "https://")):
-            source = fetch_url(source, timeout=timeout)
+            source = fetch_url(source, timeout=timeout, max_bytes=max_bytes)
         elif lowered.startswith("data:"):
             header, _, payload = source.partition(",")
             if ";base64" not in header:
@@ -202,6 +198,12 @@ def _normalise_post(inputs: Any) -> dict[str, Any]:
             raise MNERInputError(f"'text' must be a string, got {type(text).__name__}")
         if not text.strip():
             raise MNERInputError("empty text: the post has no word to tag")
+        bad = find_lone_surrogate(text)
+        if bad >= 0:
+            raise MNERInputError(
+                f"'text' holds a lone surrogate U+{ord(text[bad]):04X} at character {bad} "
+                "(invalid Unicode: fix how the text was decoded)"
+            )
         words = None
     else:
         tokens = inputs["tokens"]
@@ -210,8 +212,14 @@ def _normalise_post(inputs: Any) -> dict[str, Any]:
         if not tokens:
             raise MNERInputError("empty 'tokens': the post has no word to tag")
         for i, tok in enumerate(tokens):
-            if not isinstance(tok, str) or not tok.strip():
+            if not isinstance(tok, str) or tok == "":  # a whitespace token (U+00A0) is a word, as in the data
                 raise MNERInputError(f"token {i} is empty or not a string: {tok!r}")
+            bad = find_lone_surrogate(tok)
+            if bad >= 0:
+                raise MNERInputError(
+                    f"token {i} holds a lone surrogate U+{ord(tok[bad]):04X} at character {bad} of the token "
+                    "(invalid Unicode: fix how the text was decoded)"
+                )
         words = list(tokens)
         text = " ".join(words)
     return {"text": text, "words": words, "images": _as_image_list(inputs.get("images"))}
@@ -234,7 +242,10 @@ class MultimodalNERPipeline(Pipeline):
     with an ``MNERProcessor``. See the module docstring for inputs, outputs and the score.
 
     Call parameters:
-        timeout: seconds to wait for each image URL (default 10).
+        timeout: seconds allowed for each image URL download IN TOTAL, from connecting to the last
+            byte (default 10; a server trickling bytes cannot hold the pipeline longer).
+        max_image_bytes: largest body accepted from an image URL (default 32 MiB); bigger
+            downloads are refused as soon as the size is known.
         too_many_images: ``"error"`` (default) or ``"truncate"`` (keep the first ``max_images``,
             logging a warning) for posts with more images than the model takes.
         batch_size: posts per forward pass for list inputs (padding by the processor).
@@ -265,15 +276,23 @@ class MultimodalNERPipeline(Pipeline):
         return int(self.processor.max_images) if self.uses_images else 0
 
     def _sanitize_parameters(
-        self, timeout: float | None = None, too_many_images: str | None = None, **kwargs: Any
+        self,
+        timeout: float | None = None,
+        too_many_images: str | None = None,
+        max_image_bytes: int | None = None,
+        **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if kwargs:
             raise TypeError(f"unknown multimodal-ner parameters {sorted(kwargs)}")
         preprocess: dict[str, Any] = {}
         if timeout is not None:
-            if not isinstance(timeout, (int, float)) or timeout <= 0:
+            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
                 raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
             preprocess["timeout"] = float(timeout)
+        if max_image_bytes is not None:
+            if not isinstance(max_image_bytes, int) or isinstance(max_image_bytes, bool) or max_image_bytes < 1:
+                raise ValueError(f"max_image_bytes must be a positive integer, got {max_image_bytes!r}")
+            preprocess["max_image_bytes"] = max_image_bytes
         if too_many_images is not None:
             if too_many_images not in _TOO_MANY:
                 raise ValueError(f"too_many_images must be one of {_TOO_MANY}, got {too_many_images!r}")
@@ -281,7 +300,11 @@ class MultimodalNERPipeline(Pipeline):
         return preprocess, {}, {}
 
     def preprocess(
-        self, inputs: Any, timeout: float = DEFAULT_TIMEOUT, too_many_images: str = "error"
+        self,
+        inputs: Any,
+        timeout: float = DEFAULT_TIMEOUT,
+        too_many_images: str = "error",
+        max_image_bytes: int = MAX_DOWNLOAD_BYTES,
     ) -> dict[str, Any]:
         """One post -> ``{"features": encode_example output (unpadded), "meta": {...}}``."""
         post = _normalise_post(inputs)
@@ -303,7 +326,7 @@ class MultimodalNERPipeline(Pipeline):
         images = []
         for i, src in enumerate(sources):
             try:
-                images.append(open_post_image(src, timeout=timeout))
+                images.append(open_post_image(src, timeout=timeout, max_bytes=max_image_bytes))
             except MNERInputError as exc:
                 raise MNERInputError(f"image {i}: {exc}") from exc
         if images and not self.uses_images:
@@ -325,15 +348,31 @@ class MultimodalNERPipeline(Pipeline):
         batch = dict(self.processor.pad_batch([it["features"] for it in items], return_tensors="pt"))
         return {"model_inputs": batch, "meta": [it["meta"] for it in items]}
 
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Tag one post (-> list of entity dicts) or a list of posts (-> one list per post)."""
+        if isinstance(inputs, list) and not inputs:
+            self._sanitize_parameters(**{k: v for k, v in kwargs.items() if k not in ("batch_size", "num_workers")})
+            return []
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _preprocess_indexed(self, indexed: tuple[int, Any], **params: Any) -> dict[str, Any]:
+        """``preprocess`` of post ``index`` of a list; its errors start with ``post <index>:``."""
+        index, post = indexed
+        try:
+            return self.preprocess(post, **params)
+        except ValueError as exc:  # MNERInputError and the processor's ValueErrors
+            raise MNERInputError(f"post {index}: {exc}") from exc
+
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
-        """Same as ``Pipeline.get_iterator`` but batches with the processor's padding."""
+        """Same as ``Pipeline.get_iterator`` but batches with the processor's padding and names the
+        failing post (its index in the input) in preprocessing errors."""
         from torch.utils.data import DataLoader
         from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
         dataset = (
-            PipelineDataset(inputs, self.preprocess, preprocess_params)
+            PipelineDataset(_Indexed(inputs), self._preprocess_indexed, preprocess_params)
             if isinstance(inputs, Sequence)
-            else PipelineIterator(inputs, self.preprocess, preprocess_params)
+            else PipelineIterator(enumerate(inputs), self._preprocess_indexed, preprocess_params)
         )
         loader = DataLoader(dataset, num_workers=0, batch_size=batch_size, collate_fn=self.collate)
         model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
@@ -377,6 +416,19 @@ class MultimodalNERPipeline(Pipeline):
         id2label = self.model.config.id2label
         tags = [id2label[int(t)] for t in tag_ids]
         return spans_with_scores(tags, probs.tolist(), meta["words"], meta["offsets"], meta["text"])
+
+
+class _Indexed(Sequence):
+    """A sequence of posts seen as ``(index, post)`` pairs."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        return i, self.items[i]
 
 
 def _split_words(text: str, processor: Any) -> tuple[list[str], list[tuple[int, int]]]:

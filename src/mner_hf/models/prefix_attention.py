@@ -57,12 +57,13 @@ def prefix_attention_forward(
     prefix_attention_base: str = "sdpa",
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention with per-layer prefix keys/values (eq. 3-4: K' = [phi_k(P); K], V' = [phi_v(P); V]).
+    """Attention with per-layer prefix keys/values, MNER-MI eq. 4: H^l = softmax(Q [K_p; K] / sqrt(d)) [V_p; V].
 
     Args:
-        query/key/value: (B, heads, L, head_dim) of the text tokens.
+        query/key/value: (B, heads, L, head_dim) of the text tokens: the layer's own Q^l, K^l, V^l
+            (MNER-MI eq. 2, computed by the encoder's self-attention before it calls this function).
         attention_mask: (B, 1, L, L) bool (True = attend) or None (no padding).
-        prefix_key_values: per layer ``(k, v)`` each (B, heads, P, head_dim); P may be 0.
+        prefix_key_values: per layer ``(K_p, V_p)`` each (B, heads, P, head_dim); P may be 0.
         prefix_mask: (B, P) bool, True = attend to that prefix position; None = all attended.
         prefix_attention_base: "sdpa" or "eager" implementation to run underneath.
 

@@ -34,17 +34,25 @@ CONFIG_CLASSES = {
 _RUN_SET_FIELDS = ("text_config", "vision_config", "id2label", "label2id")
 
 
-def config_override_keys(model_type: str) -> list[str]:
-    """Keys ``model.config_overrides`` accepts for ``model_type``: the fields of the model's config
-    class (e.g. ``prompt_length``, ``ips_top_k``) minus those of ``PreTrainedConfig`` and the encoders."""
+def _config_class(model_type: str) -> type:
     import importlib
 
+    module, name = CONFIG_CLASSES[model_type]
+    return getattr(importlib.import_module(f"mner_hf.models.{module}"), name)
+
+
+def config_override_keys(model_type: str) -> list[str]:
+    """Keys ``model.config_overrides`` accepts for ``model_type``: the fields of the model's config
+    class (e.g. ``prompt_length``, ``ips_top_k``) minus those of ``PreTrainedConfig`` and the encoders,
+    plus ``preset`` where the config class has named presets (TPM-MI: ``preset: authors``)."""
     from transformers import PreTrainedConfig
 
-    module, name = CONFIG_CLASSES[model_type]
-    klass = getattr(importlib.import_module(f"mner_hf.models.{module}"), name)
+    klass = _config_class(model_type)
     base = {f.name for f in dataclasses.fields(PreTrainedConfig)}
-    return sorted(f.name for f in dataclasses.fields(klass) if f.name not in base and f.name not in _RUN_SET_FIELDS)
+    keys = [f.name for f in dataclasses.fields(klass) if f.name not in base and f.name not in _RUN_SET_FIELDS]
+    if hasattr(klass, "preset_kwargs"):
+        keys.append("preset")
+    return sorted(keys)
 
 
 class RunConfigError(ValueError):
@@ -245,6 +253,11 @@ class RunConfig:
                 f"{src}: unknown key(s) {[f'model.config_overrides.{b}' for b in bad]} for model.type="
                 f"{self.model.type}; valid: {', '.join(valid)}"
             )
+        if "preset" in overrides:
+            try:
+                _config_class(self.model.type).preset_kwargs(overrides["preset"])
+            except ValueError as err:
+                raise RunConfigError(f"{src}: model.config_overrides.preset: {err}") from None
         from ..builders import normalize_dataset_name
 
         try:
