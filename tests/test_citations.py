@@ -32,6 +32,7 @@ DATASET_KEYS = {
     "twitter2017": ["lu2018visual", "yu2020improving"],
     "cmner": ["ji-cmner"],
     "sample": ["ji-cmner"],
+    "cmner_sample": ["ji-cmner"],
     "mner_mi": ["huang-mner-mi"],
     "mner_mi_plus": ["huang-mner-mi", "lu2018visual", "yu2020improving"],
 }

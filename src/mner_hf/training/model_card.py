@@ -30,6 +30,7 @@ _HUB_DATASETS = {
     "mner-mi": "mner-mi",
     "mner-mi-plus": "mner-mi-plus",
     "sample": "cmner-sample",
+    "cmner_sample": "cmner",
 }
 
 

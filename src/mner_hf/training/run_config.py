@@ -76,6 +76,11 @@ class ModelSection:
     use_images: bool = True
     # extra keyword arguments of the model config (e.g. prompt_length, num_prompt_layers, K)
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # add the training corpus's [UNK] characters to a pretrained text encoder's vocabulary (new
+    # embedding rows drawn from the pretrained rows' mean and covariance; see training/encoders.py);
+    # characters seen fewer than vocab_min_count times in train stay [UNK]
+    extend_vocabulary: bool = False
+    vocab_min_count: int = 1
     # size of the random encoders when an encoder is "tiny-random"
     tiny_hidden_size: int = 32
     tiny_num_layers: int = 2
@@ -114,9 +119,15 @@ class DataSection:
 @dataclass
 class OptimSection:
     """Per-module learning rates / weight decays; ``None`` means ``training.learning_rate`` /
-    ``training.weight_decay``. Bias and LayerNorm parameters never get weight decay."""
+    ``training.weight_decay``. Bias and LayerNorm parameters never get weight decay.
+
+    ``embeddings_lr`` (default ``None``: the text encoder's word embeddings stay in ``text``):
+    the text encoder's word-embedding matrix as its own group, e.g. a larger rate for the new rows
+    of an extended vocabulary (``model.extend_vocabulary``), which start untrained."""
 
     text_lr: float | None = None
+    embeddings_lr: float | None = None
+    embeddings_weight_decay: float | None = None
     vision_lr: float | None = None
     fusion_lr: float | None = None
     crf_lr: float | None = None
