@@ -5,10 +5,10 @@ Batch 4 posts of 40 sub-word tokens, up to 3 images of 224x224 per post (the fir
 others 1..3). Training steps: forward with every loss term (CRF + IPS-CL + contrastive), backward,
 ``AdamW(fused=True)`` (the ``MNERTrainer`` default), under ``torch.autocast`` for bf16/fp16. Paths:
   images   pixel values through the CLIP vision tower
-  cached   the frozen-vision feature cache: ``model.get_image_features`` when the model has it, else the
-           vision encoder's per-image vectors, passed as ``image_embeds`` (the vision tower is not run)
+  cached   the frozen-vision feature cache (per-layer vision hidden states as ``image_embeds``; the vision
+           tower is not run); only with ``--one-way``, where the vision tokens do not depend on the text
 
-    python benchmarks/bench_mgips_cl.py [--batch 4] [--tokens 40] [--images 3] [--bidirectional]
+    python benchmarks/bench_mgips_cl.py [--batch 4] [--tokens 40] [--images 3] [--one-way]
     python benchmarks/bench_mgips_cl.py --device cuda --steps 10
     python benchmarks/bench_mgips_cl.py --tiny           # shapes only, seconds (run by the tests)
 """
@@ -63,17 +63,17 @@ def build_config(args: argparse.Namespace) -> MGIPSCLConfig:
     return MGIPSCLConfig(
         text_config=text, vision_config=vision, id2label=dict(enumerate(LABELS)),
         label2id={t: i for i, t in enumerate(LABELS)}, max_images=args.images,
-        bidirectional_mutual_attention=args.bidirectional,
+        vision_attends_text=not args.one_way,
+        max_text_length=max(40, args.tokens),  # paper 4.3: 40
     )
 
 
 @torch.no_grad()
 def cached_features(model: MGIPSCLForTokenClassification, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """What the feature cache stores for this model, computed once."""
+    """What the feature cache stores for MGIPS-CL: per-layer vision hidden states (B, M, L_v + 1, S, D_v)."""
     model.eval()
-    if hasattr(model, "get_image_features"):
-        return model.get_image_features(batch["pixel_values"], batch["image_mask"])
-    return model.vision_encoder(batch["pixel_values"], batch["image_mask"]).image_embeds
+    out = model.vision_encoder(batch["pixel_values"], batch["image_mask"], output_hidden_states=True)
+    return torch.stack(out.hidden_states, dim=2)
 
 
 def main(argv: list[str] | None = None) -> list[StepResult]:
@@ -83,12 +83,15 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--paths", default="images,cached", help="comma list of images, cached")
-    parser.add_argument("--bidirectional", action="store_true")
+    parser.add_argument("--one-way", action="store_true", help="vision_attends_text=False (no vision <- text, eq. 4)")
     parser.add_argument("--no-infer", action="store_true", help="training steps only")
     args = parser.parse_args(argv)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     if any(p not in ("images", "cached") for p in paths):
         raise SystemExit("--paths must be among images, cached")
+    if "cached" in paths and not args.one_way:
+        print("note: the cached path needs --one-way (with eq. 4 the vision tokens depend on the text); skipped")
+        paths = [p for p in paths if p != "cached"]
     precisions, peaks = setup(args)
 
     torch.manual_seed(0)

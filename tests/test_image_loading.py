@@ -1,16 +1,21 @@
-"""Image loading: mode conversion, EXIF orientation, corrupt data, bomb limit, policies, stitching."""
+"""Image loading: mode conversion, EXIF orientation, corrupt data, bomb limit, policies, stitching,
+and URL downloads bounded in total time and bytes (against real misbehaving local servers)."""
 
 from __future__ import annotations
 
 import io
+import socket
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from http_servers import serve
 from mner_hf.models.image_loading import (
     ImageLoadError,
     ImageLoadReport,
+    download_url,
     load_image,
     load_images,
     stitch_images,
@@ -168,3 +173,62 @@ def test_stitch_grid_layout():
     assert s.mode == "RGB" and s.size == (7, 3)
     with pytest.raises(ValueError):
         stitch_images([])
+
+
+# ---------------------------------------------------------------------------- URL downloads
+def test_download_returns_the_exact_body_plain_and_chunked():
+    payload = bytes(range(256)) * 300  # 76.8 kB: several reads
+    for mode in ("ok", "chunked"):
+        with serve(mode, payload) as server:
+            assert download_url(server.url, timeout=5, max_bytes=len(payload)) == payload
+    with serve("ok", payload) as server:  # exactly at the limit passes, one byte less does not
+        with pytest.raises(ImageLoadError, match=f"announces {len(payload)} bytes, more than the limit of {len(payload) - 1}"):
+            download_url(server.url, timeout=5, max_bytes=len(payload) - 1)
+
+
+@pytest.mark.parametrize("mode", ["trickle_body", "trickle_headers"])
+def test_trickling_server_is_cut_at_the_total_timeout(mode):
+    # one byte every 50 ms: every socket read succeeds long before a per-read timeout would fire
+    with serve(mode, payload=b"\xff" * 5000, interval=0.05) as server:
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match=r"took longer than the limit of 1 s \(timeout\)") as info:
+            download_url(server.url, timeout=1.0)
+        elapsed = time.monotonic() - start
+    assert info.value.source == server.url
+    assert 0.9 < elapsed < 3.0, elapsed
+
+
+def test_endless_and_oversized_bodies_are_refused_early():
+    with serve("endless") as server:
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match="sent more than the limit of 100000 bytes"):
+            download_url(server.url, timeout=10, max_bytes=100_000)
+        assert time.monotonic() - start < 3.0
+    with serve("huge_announced", max_seconds=5) as server:
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match="announces 1000000000000 bytes"):
+            download_url(server.url, timeout=10)  # default limit: 32 MiB
+        assert time.monotonic() - start < 2.0  # refused on the header, not after the 5 s stall
+
+
+def test_download_arguments_are_checked():
+    for bad in (0, -1, float("nan"), "5", True):
+        with pytest.raises(ValueError, match="timeout must be a positive number"):
+            download_url("http://127.0.0.1:9/x.jpg", timeout=bad)
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        download_url("http://127.0.0.1:9/x.jpg", max_bytes=0)
+    with pytest.raises(ValueError, match="only http"):
+        download_url("file:///etc/passwd")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_silent_server_is_cut_at_the_total_timeout(scheme):
+    # accepts the connection, then never answers (the TLS handshake itself stalls for https)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/x.jpg"
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match="took longer than the limit of 0.5 s"):
+            download_url(url, timeout=0.5)
+        assert time.monotonic() - start < 2.0

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from mner_hf.checkpoint import widget_examples
 from mner_hf.models.labels import tags_to_spans
 from mner_hf.models.pipeline_mner import MultimodalNERPipeline, spans_with_scores
 
+from http_servers import serve
 from checkpoint_factory import (  # noqa: E402
     KINDS,
     SAMPLE_IMAGES,
@@ -174,6 +176,58 @@ def test_bad_inputs_give_clear_errors(tpm, tmp_path):
     # truncate keeps the first max_images, in order
     four = [str(p) for p in SAMPLE_IMAGES[:4]]
     assert tpm({"text": TEXT, "images": four}, too_many_images="truncate") == tpm({"text": TEXT, "images": four[:3]})
+
+
+def test_empty_list_gives_empty_list(tpm):
+    assert tpm([]) == []
+    assert tpm([], batch_size=4) == []
+    with pytest.raises(TypeError, match="unknown multimodal-ner parameters"):  # parameters still checked
+        tpm([], top_k=3)
+
+
+def test_batch_errors_name_the_post(tpm):
+    posts = ["a good post", "another one", {"text": "   "}, "last"]
+    for batch_size in (1, 2, 8):
+        with input_error(r"^post 2: empty text"):
+            tpm(posts, batch_size=batch_size)
+    with input_error(r"^post 1: image 0: not a readable image"):
+        tpm(["ok", {"text": "x", "images": [b"not an image"]}])
+    with input_error(r"^post 3: token 0 is empty"):  # a generator streams: the error comes while iterating
+        list(tpm(p for p in ["a", "b", "c", {"tokens": [""]}]))
+
+
+def test_lone_surrogates_name_the_character(tpm):
+    with input_error(r"'text' holds a lone surrogate U\+D800 at character 6"):
+        tpm("hello \ud800 world")
+    with input_error(r"token 1 holds a lone surrogate U\+DC80 at character 2 of the token"):
+        tpm({"tokens": ["fine", "ab\udc80c"]})
+    with input_error(r"^post 1: 'text' holds a lone surrogate U\+DFFF at character 0"):
+        tpm(["fine", "\udfff tail"])
+    # a valid astral character (a surrogate PAIR in UTF-16, one code point here) is fine
+    assert isinstance(tpm("Paris \U0001F600 tonight"), list)
+    # a token that is one whitespace character (U+00A0 in Twitter-2015) is a word, as in the readers
+    ents = tpm({"tokens": ["paris", "\u00a0", "tonight"]})
+    assert all(e["word"] == " ".join(e["words"]) for e in ents)
+
+
+def test_url_download_bounded_in_total_time_and_bytes(tpm):
+    image = SAMPLE_IMAGES[0].read_bytes()
+    with serve("trickle_body", payload=image, interval=0.05) as server:
+        start = time.monotonic()
+        with input_error(r"image 0: could not fetch image URL .*took longer than the limit of 1 s"):
+            tpm({"text": TEXT, "images": [server.url]}, timeout=1)
+        assert time.monotonic() - start < 3.0
+    with serve("ok", payload=image) as server:
+        with input_error(f"image 0: could not fetch image URL .*more than the limit of 1000 bytes"):
+            tpm({"text": TEXT, "images": [server.url]}, max_image_bytes=1000)
+        by_url = tpm({"text": TEXT, "images": [server.url]}, max_image_bytes=len(image))
+    assert by_url == tpm({"text": TEXT, "images": [str(SAMPLE_IMAGES[0])]})
+    with serve("endless") as server:
+        with input_error("more than the limit of 33554432 bytes"):  # the default limit, 32 MiB
+            tpm({"text": TEXT, "images": [server.url]})
+    for bad in (0, -3, "10"):
+        with pytest.raises(ValueError, match="max_image_bytes must be a positive integer"):
+            tpm("x", max_image_bytes=bad)
 
 
 def test_text_only_checkpoint_ignores_images(tmp_path_factory):

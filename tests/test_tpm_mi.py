@@ -325,3 +325,208 @@ def test_mobilenet_batchnorm_keeps_running_statistics_in_training() -> None:
     batch_mean_shift = (first.running_mean - before).abs().max().item()
     # With PyTorch's default reading of 0.997 the running mean would jump to ~the batch mean (shift >> 0.1).
     assert 0 < batch_mean_shift < 0.1
+
+
+# ---- the authors' released settings as a preset --------------------------------------------------
+def _authors_model(seed: int = 0, **kw) -> TPMMIForTokenClassification:
+    torch.manual_seed(seed)
+    kw.setdefault("temporal_heads", 4)
+    kw.setdefault("temporal_dropout", 0.0)
+    cfg = TPMMIConfig.from_preset("authors", text_config=TEXT, vision_config=VIT, id2label=LABELS, **kw)
+    return TPMMIForTokenClassification(cfg).eval()
+
+
+def test_authors_preset_fields_and_defaults_side_by_side() -> None:
+    default = TPMMIConfig(text_config=TEXT, vision_config=VIT, id2label=LABELS, temporal_heads=4)
+    authors = TPMMIConfig.from_preset("authors", text_config=TEXT, vision_config=VIT, id2label=LABELS, temporal_heads=4)
+    assert (default.prompt_projection, authors.prompt_projection) == ("per_layer", "shared_mlp")
+    assert (default.mask_padded_images, authors.mask_padded_images) == (True, False)
+    assert (default.temporal_init_std, authors.temporal_init_std) == (None, 1.0)
+    assert (default.temporal_ffn_dim, authors.temporal_ffn_dim) == (None, 2048)
+    assert (default.classifier_dropout, authors.classifier_dropout) == (None, 0.0)
+    assert authors.prompt_hidden_size == 1024 and authors.temporal_layers == 1 and authors.prompt_length == 1
+    assert TPMMIConfig.from_preset("paper", text_config=TEXT, vision_config=VIT, id2label=LABELS,
+                                   temporal_heads=4).to_dict() == default.to_dict()
+    # explicit keyword arguments override the preset
+    assert TPMMIConfig.from_preset("authors", text_config=TEXT, vision_config=VIT, id2label=LABELS, temporal_heads=4,
+                                   mask_padded_images=True).mask_padded_images is True
+    with pytest.raises(ValueError, match="unknown TPM-MI preset 'author'"):
+        TPMMIConfig.from_preset("author")
+    with pytest.raises(ValueError, match="prompt_projection must be one of"):
+        TPMMIConfig(text_config=TEXT, vision_config=VIT, id2label=LABELS, temporal_heads=4, prompt_projection="mlp")
+    model = _authors_model()
+    assert model.classifier is not None and model.dropout.p == 0.0
+    assert model.temporal_encoder.layers[0].linear1.out_features == 2048
+    mlp = model.prompt_encoder
+    assert (mlp[0].in_features, mlp[0].out_features, mlp[2].out_features) == (32, 1024, 2 * 2 * 32)  # layers x 2 x D_t
+    assert not hasattr(model, "prompt_projections") and not hasattr(model, "prefix_key")
+
+
+def test_temporal_embedding_initialisation_follows_the_preset() -> None:
+    stds = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        authors = TPMMIForTokenClassification(TPMMIConfig.from_preset(
+            "authors", text_config=TEXT, vision_config=dict(VIT, hidden_size=64), id2label=LABELS, temporal_heads=4))
+        default = TPMMIForTokenClassification(TPMMIConfig(
+            text_config=TEXT, vision_config=dict(VIT, hidden_size=64), id2label=LABELS, temporal_heads=4))
+        stds.append((authors.temporal_embedding.std().item(), default.temporal_embedding.std().item()))
+    for authors_std, default_std in stds:  # 4 x 64 draws each: the sample std is within ~10 % of the true one
+        assert 0.8 < authors_std < 1.2 and 0.016 < default_std < 0.024, stds
+
+
+def test_shared_mlp_prompts_by_hand() -> None:
+    """Without the image transformer U = C = V + T; keys/values of layer l are slice l of tanh-MLP(U)."""
+    model = _authors_model(temporal_layers=0)
+    batch = _batch()
+    feats = model.get_image_features(batch["pixel_values"], batch["image_mask"])
+    prefix, pmask = model.image_prompts(feats, batch["image_mask"])
+    lin1, lin2 = model.prompt_encoder[0], model.prompt_encoder[2]
+    u = feats + model.temporal_embedding[:3]  # padded slots: zero vector + T (the paper's zero filling)
+    out = torch.tanh(u @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias  # (B, M, 2 layers * 2 * 32)
+    d_t, heads = 32, 4
+    for layer in range(2):
+        for which in (0, 1):  # 0: keys, 1: values
+            start = (2 * layer + which) * d_t
+            expect = out[..., start : start + d_t].reshape(4, 3, heads, d_t // heads).transpose(1, 2)
+            torch.testing.assert_close(prefix[layer][which], expect, atol=1e-5, rtol=1e-4)
+    # padded slots are attended (mask_padded_images=False) for every post that has an image
+    assert pmask.tolist() == [[True] * 3, [True] * 3, [True] * 3, [False] * 3]
+
+
+def test_shared_mlp_output_feeds_every_layer() -> None:
+    """Changing only the rows of the MLP that produce layer l's keys (or values) changes the final
+    text states of every post with images and leaves the post without images alone, for every l."""
+    model = _authors_model()
+    batch = _batch()
+
+    def states() -> torch.Tensor:
+        return model(**batch, output_hidden_states=True).hidden_states[-1]  # (B, L, D_t) after the last layer
+
+    base = states()
+    lin2, d_t = model.prompt_encoder[2], 32
+    for layer in range(2):
+        for which in (0, 1):  # keys, values
+            rows = slice((2 * layer + which) * d_t, (2 * layer + which + 1) * d_t)
+            saved = lin2.weight.data[rows].clone(), lin2.bias.data[rows].clone()
+            with torch.no_grad():
+                lin2.weight[rows] = torch.randn_like(saved[0])
+                lin2.bias[rows] = torch.randn_like(saved[1])
+            out = states()
+            with torch.no_grad():
+                lin2.weight[rows], lin2.bias[rows] = saved
+            assert (out[:3] - base[:3]).abs().amax(dim=(1, 2)).min() > 1e-4, (layer, which)  # float noise ~1e-6
+            torch.testing.assert_close(out[3], base[3])  # no image: text path only
+    torch.testing.assert_close(states(), base)
+
+
+def test_authors_padded_slots_attended_change_outputs_vs_masked() -> None:
+    attended = _authors_model()
+    masked = _authors_model(mask_padded_images=True)
+    masked.load_state_dict(attended.state_dict())
+    batch = _batch()
+    a, m = attended(**batch).logits, masked(**batch).logits
+    torch.testing.assert_close(a[0], m[0], atol=1e-5, rtol=1e-4)  # post 0 fills its 3 slots
+    assert (a[1] - m[1]).abs().max() > 1e-4 and (a[2] - m[2]).abs().max() > 1e-4  # padded slots
+    torch.testing.assert_close(a[3], m[3])  # no image at all: text path in both
+    # attended padding makes the output depend on how many slots the batch pads to
+    solo = {k: v[1:2] for k, v in batch.items()} | {"pixel_values": batch["pixel_values"][1:2, :1],
+                                                     "image_mask": batch["image_mask"][1:2, :1]}
+    words = int(attended(**solo).word_mask.sum())  # post 1 has text padding: compare its words only
+    assert (attended(**solo).logits[0, :words] - a[1, :words]).abs().max() > 1e-4
+    torch.testing.assert_close(masked(**solo).logits[0, :words], m[1, :words], atol=1e-5, rtol=1e-4)
+
+
+def test_authors_preset_gradient_reaches_every_parameter() -> None:
+    model = _authors_model().train()
+    batch = _batch()
+    labels = torch.full_like(batch["input_ids"], -100)
+    starts = batch["word_ids"] != torch.cat([torch.full((4, 1), -1), batch["word_ids"][:, :-1]], 1)
+    labels[starts & (batch["word_ids"] >= 0)] = 0
+    labels[0, 1], labels[2, 4] = 1, 5
+    model(**batch, labels=labels, token_type_ids=torch.zeros_like(batch["input_ids"])).loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, missing
+    groups = model.param_groups()
+    assert any(p is model.prompt_encoder[2].weight for p in groups["fusion"])
+
+
+def test_authors_preset_round_trips_save_and_trust_remote_code(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForTokenClassification
+
+    import mner_hf  # noqa: F401  (registers the Auto classes)
+
+    model = _authors_model()
+    batch = _batch()
+    ref = model(**batch).logits
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = TPMMIForTokenClassification.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config.prompt_projection == "shared_mlp" and loaded.config.mask_padded_images is False
+    assert loaded.config.temporal_init_std == 1.0 and loaded.config.temporal_ffn_dim == 2048
+    assert torch.equal(loaded(**batch).logits, ref)
+    auto = AutoModelForTokenClassification.from_pretrained(tmp_path / "ckpt").eval()
+    assert torch.equal(auto(**batch).logits, ref)
+    torch.save(batch, tmp_path / "batch.pt")
+    script = (
+        "import sys; sys.modules['mner_hf'] = None\n"
+        "import torch\nfrom transformers import AutoModelForTokenClassification\n"
+        "m = AutoModelForTokenClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
+        "assert type(m).__module__.startswith('transformers_modules'), type(m).__module__\n"
+        "assert m.config.prompt_projection == 'shared_mlp' and not m.config.mask_padded_images\n"
+        "with torch.no_grad():\n    torch.save(m(**torch.load(sys.argv[2])).logits, sys.argv[3])\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ckpt"), str(tmp_path / "batch.pt"),
+                           str(tmp_path / "out.pt")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), ref.detach(), atol=1e-6, rtol=1e-5)  # other threads
+
+
+def test_from_encoders_and_run_configs_use_the_authors_preset(tmp_path: Path) -> None:
+    from mner_hf.training.encoders import tiny_text_encoder, tiny_vision_encoder
+    from mner_hf.training.run import build_model
+    from mner_hf.training.run_config import RunConfig, RunConfigError
+
+    text = tiny_text_encoder(tmp_path / "text", [["alice", "visits", "paris"]], hidden_size=32, num_layers=2)
+    vision = tiny_vision_encoder(tmp_path / "vision", hidden_size=32, num_layers=1, image_size=32)
+    labels = list(LABELS.values())
+    model = TPMMIForTokenClassification.from_encoders(text=text, vision=vision, labels=labels, preset="authors",
+                                                      temporal_heads=2)
+    assert model.config.prompt_projection == "shared_mlp" and model.config.temporal_heads == 2
+    configs = sorted((Path(__file__).resolve().parents[1] / "examples" / "configs").glob("tpm_mi_*_authors.yaml"))
+    assert [c.name for c in configs] == ["tpm_mi_mner_mi_authors.yaml", "tpm_mi_mner_mi_plus_authors.yaml"]
+    for path in configs:
+        run = RunConfig.from_yaml(path, ["model.config_overrides.temporal_heads=2"])
+        assert run.model.config_overrides["preset"] == "authors" and run.model.max_images == 4
+        assert run.data.max_length == 64
+        t = run.training
+        assert (float(t["learning_rate"]), t["per_device_train_batch_size"], t["num_train_epochs"]) == (5e-5, 8, 15)
+        assert float(t["warmup_steps"]) == 0.01 and t["lr_scheduler_type"] == "linear"
+        built = build_model(run, text, vision, labels)
+        with pytest.raises(RunConfigError, match="preset: unknown TPM-MI preset 'author'"):
+            RunConfig.from_yaml(path, ["model.config_overrides.preset=author"])
+        assert built.config.prompt_projection == "shared_mlp" and not built.config.mask_padded_images
+        assert built.config.temporal_ffn_dim == 2048 and built.config.max_images == 4
+
+
+def test_equation_map_names_every_equation() -> None:
+    """Every row of the TPM-MI equation map in docs/ARCHITECTURE.md names a function that exists
+    and whose source carries that equation number (MNER-MI eq. 1-7)."""
+    import importlib
+    import inspect
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = doc.split("## TPM-MI equation map", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d) \| .*?\| .*?`([\w.]+)`", section, flags=re.M)
+    assert [int(n) for n, _ in rows] == list(range(1, 8)), rows
+    for number, dotted in rows:
+        module, *attrs = dotted.split(".")
+        obj = importlib.import_module(f"mner_hf.models.{module}")
+        for attr in attrs:
+            obj = getattr(obj, attr)
+        assert re.search(rf"eq\. {number}\b", inspect.getsource(obj)), (number, dotted)

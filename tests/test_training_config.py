@@ -239,7 +239,7 @@ _FIXTURE_DIRS = {"twitter2017": "twitter", "twitter2015": "twitter", "mner_mi": 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_names_a_dataset_load_dataset_accepts(path, tmp_path):
-    from mner_hf.builders import SPECS, load_dataset, normalize_dataset_name
+    from mner_hf.builders import BUNDLED, SPECS, load_dataset, normalize_dataset_name
     from mner_hf.training.run_config import config_override_keys, training_arguments_kwargs
 
     cfg = RunConfig.from_yaml(path)
@@ -248,7 +248,7 @@ def test_every_shipped_config_loads_and_names_a_dataset_load_dataset_accepts(pat
     # the configured spelling goes through load_dataset itself (on a fixture copy of the format)
     fixtures = __import__("pathlib").Path(__file__).parent / "fixtures" / "data"
     data_dir = None
-    if name != "sample":
+    if name not in BUNDLED:  # the bundled datasets need no data_dir
         data_dir = fixtures / _FIXTURE_DIRS[name]
     dd = load_dataset(cfg.data.dataset, data_dir=data_dir, cache_dir=tmp_path / "c", check_images=False)
     assert len(dd["train"]) > 0

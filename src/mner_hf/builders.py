@@ -11,7 +11,13 @@ cmner          train.txt, dev.txt, test.txt                            ``<WID>_*
 mner_mi        MNER-MI_train.txt, MNER-MI_val.txt, MNER-MI_test.txt    listed per row (``images/``)
 mner_mi_plus   MNER-UNI_train.txt, MNER-UNI_val.txt, MNER-UNI_test.txt ``images/`` + ``twitter2017_images/``
 sample         example_text (train; bundled with the package)          ``images/`` (bundled)
+cmner_sample   cmner_train.txt.gz, cmner_dev.txt.gz, cmner_test.txt.gz ``images/`` (bundled)
 ============== ======================================================= ==========================
+
+``cmner_sample`` (bundled, no download): CMNER train text without the 6 photo posts (2994 posts,
+0 images), validation = the first 500 CMNER dev posts, test = the 6 photo posts (1 to 9 photos
+each) + the last 500 CMNER dev posts; see :mod:`mner_hf.sample.build_bundle`. Files ending in
+``.gz`` are read through a decompressed temporary copy.
 
 Dataset names accept ``-`` and ``_`` alike (``mner-mi`` is ``mner_mi``; :func:`normalize_dataset_name`).
 
@@ -40,10 +46,14 @@ forces a rebuild.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +86,8 @@ __all__ = [
     "Twitter2017Builder",
     "CMNERBuilder",
     "SampleBuilder",
+    "CMNERSampleBuilder",
+    "BUNDLED",
     "BUILDERS",
     "mner_features",
     "load_dataset",
@@ -119,7 +131,13 @@ SPECS: dict[str, DatasetSpec] = {
         second_image_dir="twitter2017_images",
     ),
     "sample": DatasetSpec("sample", {"train": "example_text"}, "cmner"),
+    "cmner_sample": DatasetSpec(
+        "cmner_sample",
+        {"train": "cmner_train.txt.gz", "validation": "cmner_dev.txt.gz", "test": "cmner_test.txt.gz"},
+        "cmner",
+    ),
 }
+BUNDLED = ("sample", "cmner_sample")  # datasets shipped in the package (data_dir defaults to it)
 DATASET_NAMES: tuple[str, ...] = tuple(SPECS)
 
 
@@ -181,7 +199,7 @@ class MNERBuilder(datasets.GeneratorBasedBuilder):
         )
 
     def _data_dir(self) -> Path:
-        if self.SPEC.name == "sample" and not self.config.data_dir:
+        if self.SPEC.name in BUNDLED and not self.config.data_dir:
             return sample_dir()
         if not self.config.data_dir:
             raise ValueError(f"dataset {self.SPEC.name!r} needs data_dir (a folder with {_expected(self.SPEC)})")
@@ -209,6 +227,17 @@ class MNERBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, filepath: str, split: str) -> Iterator[tuple[datasets.builder.Key, dict]]:
         report = ReadReport()
+        with _plain_file(filepath) as plain:
+            yield from self._examples(plain, report)
+        report.sources = [filepath if src == str(Path(plain)) else src for src in report.sources]
+        _save_report(Path(self._output_dir), split, report)
+        noisy = (report.images_skipped or report.images_placeholder or report.images_other_format
+                 or report.empty_posts or report.duplicate_ids)
+        (logger.warning if noisy else logger.info)("%s/%s: %s", self.SPEC.name, split, report.summary())
+        for note in report.notes[:5]:
+            logger.warning("%s", note)
+
+    def _examples(self, filepath: str, report: ReadReport) -> Iterator[tuple[datasets.builder.Key, dict]]:
         for i, post in enumerate(self._read(filepath, report)):
             images = [{"path": p, "bytes": None} if p else None for p in post.images]
             example: dict[str, Any] = {
@@ -221,12 +250,6 @@ class MNERBuilder(datasets.GeneratorBasedBuilder):
             if self.SPEC.has_url:
                 example["url"] = post.url
             yield datasets.builder.Key(0, i), example
-        _save_report(Path(self._output_dir), split, report)
-        noisy = (report.images_skipped or report.images_placeholder or report.images_other_format
-                 or report.empty_posts or report.duplicate_ids)
-        (logger.warning if noisy else logger.info)("%s/%s: %s", self.SPEC.name, split, report.summary())
-        for note in report.notes[:5]:
-            logger.warning("%s", note)
 
 
 class Twitter2015Builder(MNERBuilder):
@@ -253,6 +276,10 @@ class SampleBuilder(MNERBuilder):
     SPEC = SPECS["sample"]
 
 
+class CMNERSampleBuilder(MNERBuilder):
+    SPEC = SPECS["cmner_sample"]
+
+
 BUILDERS: dict[str, type[MNERBuilder]] = {
     "twitter2015": Twitter2015Builder,
     "twitter2017": Twitter2017Builder,
@@ -260,7 +287,21 @@ BUILDERS: dict[str, type[MNERBuilder]] = {
     "mner_mi": MNERMIBuilder,
     "mner_mi_plus": MNERMIPlusBuilder,
     "sample": SampleBuilder,
+    "cmner_sample": CMNERSampleBuilder,
 }
+
+
+@contextlib.contextmanager
+def _plain_file(filepath: str) -> Iterator[str]:
+    """``filepath`` itself, or for ``*.gz`` a decompressed temporary copy (deleted afterwards)."""
+    if not filepath.endswith(".gz"):
+        yield filepath
+        return
+    with tempfile.TemporaryDirectory(prefix="mner_gz_") as tmp:
+        plain = Path(tmp) / Path(filepath).name[: -len(".gz")]
+        with gzip.open(filepath, "rb") as src, open(plain, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield str(plain)
 
 
 def _expected(spec: DatasetSpec) -> str:
@@ -341,7 +382,7 @@ def load_dataset(
     if orphan_policy not in ("keep", "repair"):
         raise ValueError(f"unknown orphan policy {orphan_policy!r}; expected 'keep' or 'repair'")
     spec = SPECS[name]
-    root = Path(data_dir).resolve() if data_dir is not None else (sample_dir() if name == "sample" else None)
+    root = Path(data_dir).resolve() if data_dir is not None else (sample_dir() if name in BUNDLED else None)
     if root is None:
         raise ValueError(f"dataset {name!r} needs data_dir: a folder with {_expected(spec)}")
     present = _present_files(spec, root)

@@ -1,10 +1,13 @@
 """``mner-hf demo --model FOLDER [--port N]``: a Gradio app to tag one post in the browser.
 
-Layout: a text box for the post, one multi-file upload for up to ``max_images`` images (in post
-order), a "leave each image out" check box, a submit button; results: the highlighted entities
-(``HighlightedText``), a status line and, with the check box, a table comparing the entities
-found with all images against the entities found with each image left out (what every image
-contributed).
+Layout: a title naming the model type, its training dataset and its scores (read from the
+checkpoint's model card, :func:`checkpoint_title`); a text box for the post, one multi-file upload
+for up to ``max_images`` images with their thumbnails in post order (``Gallery``, captions
+"1. name.jpg"), a "leave each image out" check box, a submit button, and the bundled sample posts
+with their photos as one-click examples (:func:`sample_examples`); results: the highlighted
+entities (``HighlightedText``), a status line and, with the check box, a table comparing the
+entities found with all images against the entities found with each image left out (each row
+names the image it leaves out by number and file name, as in the thumbnails' captions).
 
 Bad input (empty or too long text, a non-image or corrupt upload, more images than the model
 takes) is shown as a message in the status line; the server never crashes and no stack trace is
@@ -22,6 +25,70 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ENTITY_COLORS = {"PER": "#fca5a5", "LOC": "#93c5fd", "ORG": "#86efac", "MISC": "#fde68a"}
+MODEL_NAMES = {"tpm_mi": "TPM-MI", "mgips_cl": "MGIPS-CL", "bert_crf": "BERT-CRF"}
+
+
+def card_scores(folder: str | Path) -> tuple[str | None, dict[str, dict[str, float]]]:
+    """(dataset name, ``{split: {metric: value}}``) from the model card's ``model-index``.
+
+    Values are as written in the card (percentages). ``(None, {})`` when the folder has no card
+    or the card has no evaluation results.
+    """
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        return None, {}
+    from huggingface_hub import ModelCard
+
+    try:
+        data = ModelCard.load(path).data
+    except Exception as exc:  # noqa: BLE001 -- a malformed card must not stop the demo
+        logger.warning("model card %s unreadable: %s", path, exc)
+        return None, {}
+    dataset, scores = None, {}
+    for result in data.eval_results or []:
+        dataset = dataset or result.dataset_name
+        split = result.dataset_split or "eval"
+        scores.setdefault(split, {})[result.metric_type] = float(result.metric_value)
+    if dataset is None and data.datasets:
+        dataset = data.datasets[0]
+    return dataset, scores
+
+
+def checkpoint_title(model: Any) -> str:
+    """"TPM-MI on cmner_sample: test F1 48.20 (P 51.00, R 45.70)" from the config and model card.
+
+    The scores come from the split ``test`` when the card has one, else the first split listed.
+    """
+    model_type = getattr(model.config, "model_type", "")
+    name = MODEL_NAMES.get(model_type, model_type or type(model).__name__)
+    dataset, scores = card_scores(getattr(model, "name_or_path", "") or "")
+    title = f"{name} on {dataset}" if dataset else name
+    split = "test" if "test" in scores else next(iter(scores), None)
+    if split is not None:
+        m = scores[split]
+        parts = [f"{split} F1 {m['f1']:.2f}"] if "f1" in m else []
+        pr = ", ".join(f"{k[0].upper()} {m[k]:.2f}" for k in ("precision", "recall") if k in m)
+        title += ": " + " ".join(parts + ([f"({pr})"] if pr else []))
+    return title
+
+
+def sample_examples(max_images: int) -> list[tuple[str, list[str], str]]:
+    """The bundled sample posts (6 CMNER posts, 25 photos) as ``(text, image paths, label)``.
+
+    Text is the post's characters joined without spaces (as a user would paste it); at most
+    ``max_images`` photos per post, in post order (the label says when some were left out).
+    """
+    from .readers import read_cmner
+    from .resources import sample_dir
+
+    out = []
+    for post in read_cmner(sample_dir() / "example_text", sample_dir() / "images"):
+        images = [p for p in post.images if p][:max_images]
+        n = len([p for p in post.images if p])
+        shown = f"{len(images)} of {n} photos" if len(images) < n else f"{n} photo{'s' if n != 1 else ''}"
+        text = "".join(post.tokens)
+        out.append((text, images, f"{text[:18]}... ({shown})"))
+    return out
 
 
 def _file_path(item: Any) -> str:
@@ -83,18 +150,47 @@ def tag_post(pipe: Any, text: str, files: list[Any] | None, leave_one_out: bool)
     return value, status, rows
 
 
-def build_demo(pipe: Any, title: str = "Multimodal NER") -> Any:
-    """The Gradio ``Blocks`` app for a ``multimodal-ner`` pipeline."""
+def thumbnails(files: list[Any] | None) -> list[tuple[str, str]]:
+    """Gallery value for the uploads: ``(path, "1. name.jpg")`` in post (upload) order.
+
+    A file that is not a readable image gets no thumbnail (the numbers of the others stay their
+    post positions); submitting then shows the error in the status line.
+    """
+    from PIL import Image
+
+    out = []
+    for i, item in enumerate(files or []):
+        path = _file_path(item)
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except Exception:  # noqa: BLE001 -- any unreadable upload: no thumbnail
+            continue
+        out.append((path, f"{i + 1}. {Path(path).name}"))
+    return out
+
+
+def build_demo(pipe: Any, title: str | None = None, examples: bool = True) -> Any:
+    """The Gradio ``Blocks`` app for a ``multimodal-ner`` pipeline.
+
+    ``title`` defaults to :func:`checkpoint_title` (model type, dataset and scores from the card);
+    ``examples`` adds the bundled sample posts with their photos as one-click examples.
+    """
     import gradio as gr
 
     limit = pipe.max_images
+    title = title or checkpoint_title(pipe.model)
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"# {title}\nTag the named entities of a post; images are used in upload order.")
+        gr.Markdown(f"# {title}\nTag the named entities of a post; images are used in upload order.",
+                    elem_id="title")
         text = gr.Textbox(label="Post text", lines=3, elem_id="post-text")
         files = gr.File(
             label=f"Images (up to {limit}, in post order)" if limit else "Images (this model is text-only)",
             file_count="multiple", elem_id="post-images", visible=True,
         )
+        gallery = gr.Gallery(label="Images in post order", columns=6, fit_columns=False, height=220, object_fit="contain",
+                             elem_id="post-gallery", interactive=False, visible=bool(limit))
+        files.change(thumbnails, inputs=files, outputs=gallery)
         loo = gr.Checkbox(label="Also rerun with each image left out", value=False, elem_id="leave-one-out")
         button = gr.Button("Tag entities", variant="primary", elem_id="submit")
         status = gr.Markdown(elem_id="status")
@@ -114,6 +210,15 @@ def build_demo(pipe: Any, title: str = "Multimodal NER") -> Any:
             return value, message, rows
 
         button.click(_run, inputs=[text, files, loo], outputs=[highlighted, status, table])
+        if examples:
+            rows = sample_examples(limit)
+            gr.Examples(
+                examples=[[t, imgs] if limit else [t] for t, imgs, _ in rows],
+                inputs=[text, files] if limit else [text],
+                example_labels=[label for _, _, label in rows],
+                label="Bundled sample posts (CMNER, MIT): click one to load its text and photos",
+                elem_id="examples",
+            )
     return demo
 
 
@@ -130,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     from .predict import load_pipeline
 
     pipe = load_pipeline(args.model, device=args.device)
-    demo = build_demo(pipe, title=f"Multimodal NER: {Path(args.model).name}")
+    demo = build_demo(pipe)
     demo.queue().launch(server_name=args.host, server_port=args.port, share=False, prevent_thread_lock=False)
     return 0
 

@@ -7,16 +7,20 @@ Layout written to ``out_dir``::
 
 ``datasets.load_dataset(out_dir)`` (or the Hub repository the folder is pushed to) reads it back
 with the same features (``ClassLabel`` names included) and the same image bytes.
+``--push-to-hub ORG/NAME`` (``--private``, ``--dry-run``) publishes the folder as a Hub dataset
+repository (:mod:`mner_hf.hub_dataset`): ``datasets.load_dataset("ORG/NAME")`` then needs no mner_hf.
 The card is rendered from ``dataset_scripts/README.template.md`` with the per-dataset metadata of
-``dataset_scripts/<name>.yaml``.
+``dataset_scripts/<name>.yaml`` and the BibTeX of :func:`mner_hf.citations.dataset_citation`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -26,6 +30,7 @@ import yaml
 from datasets.table import embed_table_storage
 
 from .builders import DATASET_NAMES, SPECS, load_dataset, normalize_dataset_name
+from .citations import dataset_citation
 from .models.labels import DEFAULT_TYPE_MAP, label_types, tags_to_spans
 from .readers import IMAGE_POLICIES, ReadReport
 from .resources import dataset_scripts_dir, sample_dir
@@ -40,7 +45,7 @@ def _metadata(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no dataset metadata {path}; add one for dataset {name!r}")
     meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    missing = {"pretty_name", "license", "description", "citation", "license_text"} - set(meta)
+    missing = {"pretty_name", "license", "description", "license_text"} - set(meta)
     if missing:
         raise ValueError(f"{path}: missing key(s) {', '.join(sorted(missing))}")
     return meta
@@ -115,7 +120,7 @@ def render_card(
         "image_policy": image_policy,
         "image_note": image_note,
         "license_text": str(meta["license_text"]).strip(),
-        "citation": str(meta["citation"]).strip(),
+        "citation": dataset_citation(name) or "% no paper is recorded for this dataset",
     }
     template = (dataset_scripts_dir() / "README.template.md").read_text(encoding="utf-8")
     return Template(template).substitute(values)
@@ -225,19 +230,42 @@ def export_dataset(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.out is None and not args.push_to_hub:
+        print("mner-hf export-dataset: give --out FOLDER, --push-to-hub ORG/NAME, or both")
+        return 2
+    if (args.private or args.dry_run) and not args.push_to_hub:
+        print("mner-hf export-dataset: --private and --dry-run apply to --push-to-hub ORG/NAME")
+        return 2
     options = {"orphan_policy": args.orphan_policy, "image_policy": args.image_policy, "cache_dir": args.cache_dir}
     if args.twitter2017_image_dir:
         options["twitter2017_image_dir"] = args.twitter2017_image_dir
-    out = export_dataset(
-        args.name,
-        args.out,
-        data_dir=args.data_dir,
-        image_dir=args.image_dir,
-        max_shard_bytes=int(args.max_shard_mb * 1024 * 1024),
-        overwrite=args.overwrite,
-        **options,
-    )
-    print(f"wrote {out} (load it with datasets.load_dataset({str(out)!r}))")
+    with contextlib.ExitStack() as stack:
+        out_dir = args.out or stack.enter_context(tempfile.TemporaryDirectory(prefix="mner_export_"))
+        out = export_dataset(
+            args.name,
+            out_dir,
+            data_dir=args.data_dir,
+            image_dir=args.image_dir,
+            max_shard_bytes=int(args.max_shard_mb * 1024 * 1024),
+            overwrite=args.overwrite,
+            **options,
+        )
+        if args.out:
+            print(f"wrote {out} (load it with datasets.load_dataset({str(out)!r}))")
+        if args.push_to_hub:
+            from .hub_dataset import push_dataset
+
+            try:
+                files = push_dataset(out, args.push_to_hub, private=args.private, token=args.token,
+                                     dry_run=args.dry_run)
+            except ValueError as err:
+                print(f"mner-hf export-dataset: {err}")
+                return 2
+            verb = "would upload" if args.dry_run else "uploaded"
+            print(f"{verb} {len(files)} files to https://huggingface.co/datasets/{args.push_to_hub}:")
+            for name in files:
+                print(f"  {name}")
+            print(f"load it with datasets.load_dataset({args.push_to_hub!r})")
     return 0
 
 
@@ -249,7 +277,7 @@ def _dataset_name(value: str) -> str:
 
 
 def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``export-dataset NAME --data-dir D --out OUT [--image-dir I]``."""
+    """Add ``export-dataset NAME --data-dir D --out OUT [--image-dir I] [--push-to-hub ORG/NAME]``."""
     p = subparsers.add_parser(
         "export-dataset",
         help="write a Hub-ready dataset folder (parquet with embedded images + dataset card)",
@@ -258,7 +286,7 @@ def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", type=_dataset_name, choices=DATASET_NAMES, help="dataset to export ('-' or '_')")
     p.add_argument("--data-dir", default=None, help="folder with the raw files (not needed for 'sample')")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None, help="output folder (default with --push-to-hub: a temporary one)")
     p.add_argument("--image-dir", default=None, help="image folder (default: <data-dir>/images if present)")
     p.add_argument("--twitter2017-image-dir", default=None, help="MNER-MI-Plus second image folder")
     p.add_argument("--image-policy", choices=IMAGE_POLICIES, default="error", help="missing image files")
@@ -266,4 +294,9 @@ def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-shard-mb", type=float, default=500.0, help="target parquet shard size in MiB")
     p.add_argument("--cache-dir", default=None, help="datasets cache folder (default: the datasets cache)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", default=None,
+                   help="publish the exported folder as a Hub dataset repository (create_repo + upload_folder)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    p.add_argument("--token", default=None, help="with --push-to-hub: Hub token (default: the logged-in one)")
+    p.add_argument("--dry-run", action="store_true", help="with --push-to-hub: list the files, upload nothing")
     p.set_defaults(func=_run)

@@ -1,10 +1,10 @@
-"""Vectorised linear-chain conditional random field (MNER-MI eq. 5-7).
+"""Vectorised linear-chain conditional random field (MNER-MI eq. 5-6).
 
 Public API
 ----------
 ``ConditionalRandomField(num_tags, allowed=None)``
-    ``log_likelihood(emissions, tags, mask) -> (B,)``   forward algorithm (eq. 6)
-    ``decode(emissions, mask) -> (B, T)``               Viterbi (eq. 7), -100 at masked steps
+    ``log_likelihood(emissions, tags, mask) -> (B,)``   log p(y | H) (eq. 5), log Z by the forward algorithm (eq. 6)
+    ``decode(emissions, mask) -> (B, T)``               Viterbi, -100 at masked steps
     ``marginals(emissions, mask) -> (B, T, C)``         forward-backward per-step tag posteriors
     ``invalid_transitions(tags, mask) -> (B, T) bool``  gold steps that break the constraints
 ``bio_transition_constraints(id2label) -> (allowed (C, C), allowed_start (C,), allowed_end (C,))``
@@ -145,10 +145,10 @@ class ConditionalRandomField(nn.Module):
         return mask
 
     def log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log p(tags | emissions) per sequence (eq. 6).
+        """log p(tags | emissions) per sequence: gold-path score minus log Z (MNER-MI eq. 5).
 
         Args:
-            emissions: (B, T, C) float scores (eq. 5).
+            emissions: (B, T, C) float emission scores E.
             tags: (B, T) long gold tags; values at masked steps are ignored.
             mask: (B, T) bool/long, left-aligned valid steps.
 
@@ -179,7 +179,7 @@ class ConditionalRandomField(nn.Module):
 
     @staticmethod
     def _forward_algorithm(emissions, mask, trans, start, end) -> torch.Tensor:
-        """log partition function (B,)."""
+        """log Z, the log partition function (MNER-MI eq. 6), (B,)."""
         alpha = start.unsqueeze(0) + emissions[:, 0]  # (B, C)
         for t in range(1, emissions.size(1)):
             nxt = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, t]
@@ -188,7 +188,7 @@ class ConditionalRandomField(nn.Module):
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Viterbi best tag sequence (eq. 7).
+        """Viterbi best tag sequence.
 
         Args:
             emissions: (B, T, C); mask: (B, T) left-aligned.

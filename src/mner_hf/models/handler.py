@@ -10,12 +10,26 @@ The Inference Endpoints service imports ``handler.py`` from the repository root,
     {"inputs": [{"tokens": ["Messi", "scores"]}, {"text": "..."}]}         # a batch
 
 Images are base64 strings (plain or ``data:`` URIs) or http(s) URLs; local paths are refused (a
-server must not read its own files on request). The reply is the pipeline's entity list (a list
-of lists for a batch). Bad input returns an error payload instead of raising:
-``{"error": message, "status_code": 400 | 422}`` (400: malformed request -- missing ``inputs``,
-wrong types, unknown parameters, bad base64; 422: a well-formed post the model cannot tag --
-empty text, text too long, too many images, corrupt or non-image data, unreachable URL).
-Anything else is a server fault and raises (the service answers 500).
+server must not read its own files on request). An image URL must be downloaded within
+``timeout`` seconds IN TOTAL (default 10, at most :data:`MAX_TIMEOUT`) and be at most 32 MiB, so a
+slow or endless server cannot hold the endpoint. Parameters: ``timeout`` (seconds, a number in
+(0, 60]), ``too_many_images`` (``"error"`` | ``"truncate"``), ``batch_size`` (an integer in
+1..:data:`MAX_BATCH_SIZE`).
+
+The reply is the pipeline's entity list (a list of lists for a batch). Bad input returns an error
+payload instead of raising, ``{"error": message, "status_code": 400 | 422}``, decided as follows:
+
+* 400, a malformed request (checked here, before the model runs): a body that is not an object
+  with ``inputs``; unknown fields, post keys or parameters; wrong JSON types (``inputs`` not a
+  string / object / non-empty list, ``text`` not a string, ``tokens`` not a list of strings, both
+  or neither of ``text`` / ``tokens``, ``images`` not a list of strings); parameter values out of
+  range; an image that is neither valid base64 nor an http(s) URL.
+* 422, a well-formed post the model cannot tag (every ``ValueError`` of the pipeline): empty text
+  or tokens, a lone surrogate (invalid Unicode, position given), text too long, too many images,
+  decoded data that is not a readable image, an unreachable, too slow or too large image URL.
+
+In a batch the message starts with ``inputs[i]:``, the post at fault. Anything else is a server
+fault and raises (the service answers 500).
 
 This file is loaded as a top-level module, so it imports nothing from the checkpoint folder; it
 builds the checkpoint's own ``multimodal-ner`` pipeline with ``trust_remote_code=True``.
@@ -25,12 +39,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from transformers import pipeline
 
 _PARAMETERS = frozenset({"timeout", "too_many_images", "batch_size"})
 _POST_KEYS = frozenset({"text", "tokens", "images"})
+#: Largest ``timeout`` parameter accepted (seconds per image URL download).
+MAX_TIMEOUT = 60.0
+#: Largest ``batch_size`` parameter accepted.
+MAX_BATCH_SIZE = 64
+_POST_INDEX = re.compile(r"^post (\d+): ")
 
 
 class RequestError(ValueError):
@@ -60,6 +80,13 @@ def _parse_post(post: Any, where: str) -> Any:
     unknown = set(post) - _POST_KEYS
     if unknown:
         raise RequestError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_POST_KEYS)})")
+    text, tokens = post.get("text"), post.get("tokens")
+    if (text is None) == (tokens is None):
+        raise RequestError(f"{where}: a post needs exactly one of 'text' (a string) or 'tokens' (a list of strings)")
+    if text is not None and not isinstance(text, str):
+        raise RequestError(f"{where}: 'text' must be a string, got {type(text).__name__}")
+    if tokens is not None and (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)):
+        raise RequestError(f"{where}: 'tokens' must be a list of strings")
     parsed = dict(post)
     images = post.get("images")
     if images is not None:
@@ -78,12 +105,24 @@ def parse_request(data: Any) -> tuple[Any, dict[str, Any], bool]:
     unknown = set(data) - {"inputs", "parameters"}
     if unknown:
         raise RequestError(f"unknown fields {sorted(unknown)} (allowed: inputs, parameters)")
-    params = data.get("parameters") or {}
+    params = data.get("parameters")
+    params = {} if params is None else params
     if not isinstance(params, dict):
         raise RequestError("'parameters' must be an object")
     bad = set(params) - _PARAMETERS
     if bad:
         raise RequestError(f"unknown parameters {sorted(bad)} (allowed: {sorted(_PARAMETERS)})")
+    timeout = params.get("timeout")
+    if timeout is not None and (
+        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        raise RequestError(f"parameter 'timeout' must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
+    policy = params.get("too_many_images")
+    if policy is not None and policy not in ("error", "truncate"):
+        raise RequestError(f"parameter 'too_many_images' must be 'error' or 'truncate', got {policy!r}")
+    size = params.get("batch_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_BATCH_SIZE):
+        raise RequestError(f"parameter 'batch_size' must be an integer in 1..{MAX_BATCH_SIZE}, got {size!r}")
     inputs = data["inputs"]
     if isinstance(inputs, list):
         if not inputs:
@@ -100,12 +139,15 @@ class EndpointHandler:
 
     def __call__(self, data: dict[str, Any]) -> list[Any] | dict[str, Any]:
         try:
-            inputs, params, _ = parse_request(data)
-            return self.pipeline(inputs, **params)
+            inputs, params, is_batch = parse_request(data)
         except RequestError as exc:
             return {"error": str(exc), "status_code": exc.status_code}
-        except (ValueError, TypeError) as exc:
-            # The pipeline's MNERInputError (a ValueError) and the processor's ValueError / TypeError
-            # describe a post it cannot tag; parameter type mistakes land here too.
-            status = 422 if type(exc).__name__ in {"MNERInputError", "ImageLoadError"} else 400
-            return {"error": str(exc), "status_code": status}
+        try:
+            return self.pipeline(inputs, **params)
+        except ValueError as exc:
+            # The request is well formed (checked above): the pipeline's MNERInputError, the image
+            # loader's and the processor's ValueErrors describe a post the model cannot tag.
+            message = str(exc)
+            if is_batch:
+                message = _POST_INDEX.sub(lambda m: f"inputs[{m.group(1)}]: ", message)
+            return {"error": message, "status_code": 422}

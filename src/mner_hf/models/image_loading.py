@@ -13,13 +13,24 @@ Error policy (``on_error``), applied per image by :func:`load_images` and the pr
 
 Every skipped / placeholder image is counted in an :class:`ImageLoadReport` returned to
 the caller, with the messages, so nothing is dropped silently.
+
+Image URLs are fetched by :func:`download_url`, which bounds the WHOLE download (connect, headers,
+body: ``timeout`` seconds, default :data:`DEFAULT_URL_TIMEOUT`) and its size (``max_bytes``,
+default :data:`DEFAULT_MAX_DOWNLOAD_BYTES`), so a server that trickles bytes or streams without
+end cannot hold the caller.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import math
 import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, Union
@@ -28,12 +39,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_URL_TIMEOUT",
     "ImageErrorPolicy",
     "ImageLoadError",
     "ImageLoadReport",
     "ImageSource",
     "describe_source",
+    "download_url",
     "load_image",
     "load_images",
     "stitch_images",
@@ -310,3 +324,150 @@ def stitch_images(
         r, c = divmod(i, cols)
         canvas.paste(tile, (c * tile_w + (tile_w - new_w) // 2, r * tile_h + (tile_h - new_h) // 2))
     return canvas
+
+
+# ---------------------------------------------------------------------------- URL downloads
+#: Seconds allowed for one image URL, from connecting to the last byte of the body.
+DEFAULT_URL_TIMEOUT = 10.0
+#: Largest image body accepted from a URL (bytes): 32 MiB, far above any social-media photo.
+DEFAULT_MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+class _Deadline:
+    """Wall-clock limit of one download: sockets registered here are shut down when it expires.
+
+    A socket timeout bounds each ``recv`` only; shutting the socket down from a timer thread
+    wakes a blocked ``recv`` (it returns end-of-file), whatever phase the download is in.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return max(self.end - time.monotonic(), 0.0)
+
+    def create_connection(self, address: Any, timeout: Any = None, source_address: Any = None, **kwargs: Any):
+        """``socket.create_connection`` whose socket is watched (the raw socket, before any TLS)."""
+        if self.remaining() <= 0:
+            raise TimeoutError("no time left to connect")
+        sock = socket.create_connection(address, self.remaining(), source_address, **kwargs)
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shutdown(sock)
+        return sock
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:  # the plain socket's shutdown (also for an SSLSocket): wakes a blocked reader
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shutdown(sock)
+
+
+def _watched_opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """An opener for http(s) only (redirects included) whose connections ``deadline`` watches."""
+
+    class _Watched:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = deadline.create_connection
+
+    class _HTTPConnection(_Watched, http.client.HTTPConnection):
+        pass
+
+    class _HTTPSConnection(_Watched, http.client.HTTPSConnection):
+        pass
+
+    class _HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(_HTTPConnection, req)
+
+    class _HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(_HTTPSConnection, req, context=self._context)
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),  # ftp:, file: ... (also after a redirect) are refused
+        _HTTPHandler(),
+        _HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def download_url(
+    url: str, *, timeout: float = DEFAULT_URL_TIMEOUT, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+) -> bytes:
+    """Download an http(s) ``url`` within ``timeout`` seconds IN TOTAL and at most ``max_bytes``.
+
+    ``timeout`` covers connecting, redirects, the response headers and the whole body (a timer
+    shuts the connection down when it runs out, so a server trickling one byte at a time cannot
+    hold the caller); a body announced (``Content-Length``) or received beyond ``max_bytes`` is
+    refused as soon as that is known, without reading the rest.
+
+    Raises:
+        ValueError: ``timeout`` or ``max_bytes`` not positive, or a URL that is not http(s).
+        ImageLoadError: (``source`` = the URL) unreachable host, HTTP error status, timeout, too
+            large a body, a connection closed early.
+    """
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    if not url[:8].lower().startswith(("http://", "https://")):
+        raise ValueError(f"only http(s) URLs can be downloaded, got {url[:50]!r}")
+    deadline = _Deadline(float(timeout))
+    timer = threading.Timer(float(timeout), deadline.expire)
+    timer.daemon = True
+    too_slow = f"the download took longer than the limit of {timeout:g} s (timeout)"
+    request = urllib.request.Request(url, headers={"User-Agent": "mner_hf-pipeline"})
+    timer.start()
+    try:
+        with _watched_opener(deadline).open(request, timeout=float(timeout)) as response:
+            length = response.headers.get("Content-Length", "")
+            if length.strip().isdigit() and int(length) > max_bytes:
+                raise ImageLoadError(url, f"the server announces {int(length)} bytes, more than the limit "
+                                          f"of {max_bytes} bytes (max_bytes)")
+            chunks, total = [], 0
+            while True:
+                chunk = response.read1(_CHUNK)  # returns after one socket read
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ImageLoadError(url, f"the server sent more than the limit of {max_bytes} bytes (max_bytes)")
+                chunks.append(chunk)
+                if deadline.expired:
+                    break
+    except ImageLoadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise ImageLoadError(url, f"HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+        if deadline.expired or timed_out:
+            raise ImageLoadError(url, too_slow) from exc
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else f"{type(exc).__name__}: {exc}"
+        raise ImageLoadError(url, str(reason)) from exc
+    finally:
+        timer.cancel()
+    if deadline.expired:  # the shutdown looks like end-of-file: the body is incomplete
+        raise ImageLoadError(url, too_slow)
+    return b"".join(chunks)

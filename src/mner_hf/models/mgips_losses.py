@@ -1,14 +1,15 @@
-"""Contrastive objectives of MGIPS-CL: IPS-CL (eq. 14-16) and the standard CL (eq. 17).
+"""Contrastive objectives of MGIPS-CL: relevance (eq. 14), IPS-CL (eq. 15-16), standard CL (eq. 17).
 
 Pure torch; travels with checkpoints and imports nothing from ``mner_hf``.
 
-Both losses compare every post's text vector with the images of *every* post in the batch,
-so they are training-only terms: at inference a post's output must not depend on the other
-posts of its batch, and the model never calls these functions then.
+Inputs are one vector per post: ``text`` t_i = g(z_i) and ``visual`` v_j = f(X_j), the
+contrastive encoders of the fused sequences (``ContrastiveEncoder``). With several images per
+post, a post's "image" is its whole visual sequence (all its real images), so the N x N
+relevance matrix is over the N posts of the batch that have visual tokens. Both terms compare
+a post with the other posts of the batch, so they are training-only.
 
-Generalisation to several images per post: every real image of every post is a candidate.
-A post's own images are its explicit positives; IPS-CL adds the K images of *other* posts
-most relevant to the text as implicit positives.
+Temperature: the paper gives no value; the authors' released code uses 0.5
+(``contrastiveLossTopkb(0.5, k)`` in ``IFA_model.py`` of github.com/chenchenhtd/MGIPS-CL).
 """
 
 from __future__ import annotations
@@ -22,93 +23,52 @@ def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
     return sum(t.sum() for t in tensors) * 0.0
 
 
-def ips_contrastive_loss(
-    text_embeds: torch.Tensor,
-    image_embeds: torch.Tensor,
-    image_mask: torch.Tensor,
-    top_k: int = 3,
-    temperature: float = 0.1,
-) -> torch.Tensor:
-    """Implicit Positive Sample contrastive loss (eq. 14-16).
+def _check(text: torch.Tensor, visual: torch.Tensor) -> None:
+    if text.dim() != 2 or visual.dim() != 2 or text.shape != visual.shape:
+        raise ValueError(f"contrastive losses expect text and visual (N, D) of one shape, got "
+                         f"{tuple(text.shape)} and {tuple(visual.shape)}")
+
+
+def relevance(text: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+    """eq. 14: ``sim[i, j] = f(v_j)^T g(t_i) / (|f(v_j)| |g(t_i)|)``, (N, N), rows = texts."""
+    return F.normalize(text.float(), dim=-1) @ F.normalize(visual.float(), dim=-1).T  # eq. 14
+
+
+def ips_contrastive_loss(text: torch.Tensor, visual: torch.Tensor, top_k: int = 3, temperature: float = 0.5) -> torch.Tensor:
+    """Implicit Positive Sample contrastive loss (eq. 15-16).
+
+    For each text t_i the K images most relevant to it among all N images of the batch
+    (its own counts only when it is among them) form V_K (eq. 15), and
+
+    ``L = 1/N sum_i -log( sum_{m<=K} exp(sim(t_i, v_Km)/tau) / sum_{j<=N} exp(sim(t_i, v_j)/tau) )`` (eq. 16).
 
     Args:
-        text_embeds: (B, D) one vector per post's text.
-        image_embeds: (B, M, D) one vector per image slot.
-        image_mask: (B, M) bool/long, 1 for real images.
-        top_k: K, number of implicit positives per text; clamped to the number of real images
-            of the *other* posts in the batch.
+        text, visual: (N, D) vectors of the N posts with visual tokens.
+        top_k: K (clamped to N; with K >= N the loss is 0).
         temperature: tau.
 
-    Computation, over the P = sum(image_mask) real images ``v_p`` and the anchor texts
-    ``t_i`` of posts having at least one image:
-
-    * eq. 14 relevance ``r_ip = cos(t_i, v_p)`` (detached: it only *selects* positives);
-    * eq. 15 positives ``P_i = own_i  U  TopK_{p not own_i} r_ip``;
-    * eq. 16 ``L_i = -1/|P_i| sum_{p in P_i} log( exp(s_ip) / sum_q exp(s_iq) )`` with
-      ``s_ip = cos(t_i, v_p) / tau``; the loss is the mean of ``L_i`` over anchors.
-
-    Returns a scalar; 0 (still attached to the graph) when fewer than two posts have images,
-    since then there is no negative to contrast with.
+    Returns a scalar; 0 (attached to the graph) when N < 2.
     """
-    if text_embeds.dim() != 2 or image_embeds.dim() != 3:
-        raise ValueError(
-            f"ips_contrastive_loss expects text (B, D) and images (B, M, D), got "
-            f"{tuple(text_embeds.shape)} and {tuple(image_embeds.shape)}"
-        )
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
-    mask = image_mask.bool()
-    has_image = mask.any(dim=1)  # (B,)
-    if int(has_image.sum()) < 2:
-        return _zero_like_graph(text_embeds, image_embeds)
-
-    owner = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]  # (P,)
-    images = F.normalize(image_embeds[mask].float(), dim=-1)  # (P, D)
-    anchors = torch.nonzero(has_image).squeeze(1)  # (A,)
-    texts = F.normalize(text_embeds[anchors].float(), dim=-1)  # (A, D)
-
-    cosine = texts @ images.T  # (A, P)
-    relevance = cosine.detach()  # eq. 14
-    own = owner[None, :] == anchors[:, None]  # (A, P) explicit positives
-    positives = own.clone()
-    num_other = int((~own).sum(dim=1).min())
-    k = min(top_k, num_other)
-    if k > 0:  # eq. 15: the K most relevant images of other posts
-        top = relevance.masked_fill(own, float("-inf")).topk(k, dim=1).indices
-        positives.scatter_(1, top, True)
-
-    log_prob = torch.log_softmax(cosine / temperature, dim=1)  # (A, P)
-    per_anchor = -(log_prob * positives).sum(1) / positives.sum(1)  # eq. 16
-    return per_anchor.mean().to(text_embeds.dtype)
+    _check(text, visual)
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if text.shape[0] < 2:
+        return _zero_like_graph(text, visual)
+    logits = relevance(text, visual) / temperature
+    top = logits.topk(min(top_k, logits.shape[1]), dim=1).values  # eq. 15
+    loss = (torch.logsumexp(logits, dim=1) - torch.logsumexp(top, dim=1)).mean()  # eq. 16
+    return loss.to(text.dtype)
 
 
-def standard_contrastive_loss(
-    text_embeds: torch.Tensor,
-    image_embeds: torch.Tensor,
-    image_mask: torch.Tensor,
-    temperature: float = 0.1,
-) -> torch.Tensor:
-    """Standard (CLIP-style, symmetric InfoNCE) text-image contrastive loss (eq. 17).
+def standard_contrastive_loss(text: torch.Tensor, visual: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """Standard contrastive loss, text -> image only (eq. 17):
+    ``L = 1/N sum_i -log( exp(sim(t_i, v_i)/tau) / sum_j exp(sim(t_i, v_j)/tau) )``.
 
-    Each post's image vector is the normalised mean of its real images' vectors;
-    ``S_ij = cos(t_i, u_j) / tau`` over the posts with at least one image and
-    ``L = (CE(S, diag) + CE(S^T, diag)) / 2``.
-
-    Args:
-        text_embeds: (B, D). image_embeds: (B, M, D). image_mask: (B, M).
-        temperature: tau.
-
-    Returns a scalar; 0 (attached to the graph) when fewer than two posts have images.
+    Args: text, visual (N, D); temperature tau. Returns a scalar; 0 (attached) when N < 2.
     """
-    mask = image_mask.bool()
-    has_image = mask.any(dim=1)
-    if int(has_image.sum()) < 2:
-        return _zero_like_graph(text_embeds, image_embeds)
-    weights = mask[has_image].to(torch.float32)[:, :, None]  # (A, M, 1)
-    per_image = F.normalize(image_embeds[has_image].float(), dim=-1)
-    post_images = F.normalize((per_image * weights).sum(1) / weights.sum(1), dim=-1)  # (A, D)
-    texts = F.normalize(text_embeds[has_image].float(), dim=-1)
-    logits = texts @ post_images.T / temperature  # (A, A)
+    _check(text, visual)
+    if text.shape[0] < 2:
+        return _zero_like_graph(text, visual)
+    logits = relevance(text, visual) / temperature
     target = torch.arange(logits.shape[0], device=logits.device)
-    loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))  # eq. 17
-    return loss.to(text_embeds.dtype)
+    return F.cross_entropy(logits, target).to(text.dtype)  # eq. 17

@@ -1,4 +1,4 @@
-"""Text-only BERT-CRF baseline: encoder + dropout + linear emissions (eq. 5) + CRF (eq. 6-7) over words.
+"""Text-only BERT-CRF baseline: encoder + dropout + linear emissions + CRF (MNER-MI eq. 5-7) over words.
 
 Public API
 ----------

@@ -8,7 +8,7 @@ Public API
 ``text_encoder`` (required), ``vision_encoder`` (optional), their fusion modules, then call
 ``self._build_crf_head(hidden_size)`` and ``self.post_init()``. It provides:
     ``_crf_head(sequence_output (B, L, H), attention_mask, word_ids, labels, return_marginals,
-                extra_losses=None) -> MNERTokenClassifierOutput``   dropout + linear (eq. 5) + CRF (eq. 6-7)
+                extra_losses=None) -> MNERTokenClassifierOutput``   dropout + linear emissions + CRF (MNER-MI eq. 5-7)
     ``param_groups() -> {"text", "vision", "fusion", "crf"}``      every trainable parameter once
                                                      ("crf" holds the emission classifier and the CRF)
     ``attention_base() -> "sdpa" | "eager"``                        from the standard attn_implementation
@@ -70,7 +70,7 @@ class MNERPreTrainedModel(PreTrainedModel):
         validate_label_map(self.config.id2label, f"{type(self).__name__} config")
 
     def _build_crf_head(self, hidden_size: int) -> None:
-        """dropout + linear emissions (eq. 5) + CRF (eq. 6-7) over ``config.id2label``."""
+        """dropout + linear emissions + CRF (MNER-MI eq. 5-7) over ``config.id2label``."""
         num_labels = len(self.config.id2label)
         dropout = getattr(self.config, "classifier_dropout", None)
         if dropout is None:
@@ -166,7 +166,7 @@ class MNERPreTrainedModel(PreTrainedModel):
         """
         words = locate_words(attention_mask, word_ids, labels)
         word_states = gather_words(sequence_output, words)  # (B, W, H)
-        logits = self.classifier(self.dropout(word_states))  # eq. 5: (B, W, C)
+        logits = self.classifier(self.dropout(word_states))  # emissions E: (B, W, C)
         loss = None
         components: dict[str, torch.Tensor] = {}
         if labels is not None:
@@ -184,13 +184,13 @@ class MNERPreTrainedModel(PreTrainedModel):
                         "constrain_transitions=True forbids (e.g. O -> I-X); repair the tags with the "
                         "orphan-I policy of mner_hf.labels or set constrain_transitions=False"
                     )
-            nll = -self.crf.log_likelihood(logits, tags, words.mask).mean()  # eq. 6, mean over posts
+            nll = -self.crf.log_likelihood(logits, tags, words.mask).mean()  # MNER-MI eq. 7: mean over posts
             components["crf"] = nll
             loss = nll
             for name, value in (extra_losses or {}).items():
                 components[name] = value
                 loss = loss + value
-        predictions = self.crf.decode(logits.detach(), words.mask)  # eq. 7
+        predictions = self.crf.decode(logits.detach(), words.mask)  # Viterbi
         marginals = self.crf.marginals(logits, words.mask) if return_marginals else None
         return MNERTokenClassifierOutput(
             loss=loss,

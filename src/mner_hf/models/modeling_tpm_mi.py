@@ -2,9 +2,18 @@
 
 Per post, the m image slots give vectors V (B, m, D_v) (padded slots zero, only real images encoded);
 C = V + T with a learnable temporal position embedding T (m, D_v); a transformer encoder over the m
-vectors of EACH post (batch-first) gives U; per text layer l a projection gives prompts
-P^l = U W^l (eq. 1); phi_k^l, phi_v^l map P^l to extra keys/values prepended in layer l's
-self-attention (eq. 3-4, ``prefix_attention``). Linear emissions + CRF over words (eq. 5-7).
+vectors of EACH post (batch-first) gives U; per text layer l a projection gives prompts P^l, which
+phi_k^l, phi_v^l map to extra keys/values prepended to the layer's own keys/values in its
+self-attention (``prefix_attention``). Linear emissions + CRF over words (``modeling_common`` /
+``crf``). With ``prompt_projection="shared_mlp"`` (the authors' released code) one tanh MLP maps U
+to every layer's prompt keys and values at once, replacing W_p^l and phi_k^l / phi_v^l.
+
+Equation map (MNER-MI paper; the same table is in docs/ARCHITECTURE.md):
+eq. 1 ``image_prompts`` (``prompt_projections``); eq. 2 BERT's own query/key/value projections,
+received by ``prefix_attention.prefix_attention_forward``; eq. 3 ``image_prompts`` (``prefix_key``,
+``prefix_value``); eq. 4 ``prefix_attention.prefix_attention_forward``; eq. 5
+``crf.ConditionalRandomField.log_likelihood``; eq. 6 ``crf.ConditionalRandomField._forward_algorithm``;
+eq. 7 ``modeling_common.MNERPreTrainedModel._crf_head``.
 
 Public API
 ----------
@@ -15,10 +24,14 @@ Public API
     ``get_image_features(pixel_values (B, M, 3, H, W), image_mask (B, M)) -> (B, M, D_v)``
         per-image vectors (the feature cache stores these and passes them back as ``image_embeds``)
     ``image_prompts(image_embeds, image_mask) -> (prefix_key_values, prefix_mask)``
-    ``from_encoders(text=..., vision=..., labels=[...], **config_kwargs)``; ``param_groups()``.
+    ``from_encoders(text=..., vision=..., labels=[...], preset=None, **config_kwargs)``;
+    ``param_groups()``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -67,9 +80,17 @@ class TPMMIForTokenClassification(MNERPreTrainedModel):
         else:
             self.temporal_encoder = None
         k = config.prompt_length
-        self.prompt_projections = nn.ModuleList(nn.Linear(d_v, k * d_t) for _ in range(self.num_text_layers))  # eq. 1
-        self.prefix_key = nn.ModuleList(nn.Linear(d_t, d_t) for _ in range(self.num_text_layers))  # phi_k, eq. 3
-        self.prefix_value = nn.ModuleList(nn.Linear(d_t, d_t) for _ in range(self.num_text_layers))  # phi_v, eq. 4
+        if config.prompt_projection == "shared_mlp":
+            # the authors' code: U (B, m, D_v) -> (B, m, layers * 2 * k * D_t), keys and values of every layer
+            self.prompt_encoder = nn.Sequential(
+                nn.Linear(d_v, config.prompt_hidden_size),
+                nn.Tanh(),
+                nn.Linear(config.prompt_hidden_size, self.num_text_layers * 2 * k * d_t),
+            )
+        else:
+            self.prompt_projections = nn.ModuleList(nn.Linear(d_v, k * d_t) for _ in range(self.num_text_layers))
+            self.prefix_key = nn.ModuleList(nn.Linear(d_t, d_t) for _ in range(self.num_text_layers))  # phi_k
+            self.prefix_value = nn.ModuleList(nn.Linear(d_t, d_t) for _ in range(self.num_text_layers))  # phi_v
         self._build_crf_head(d_t)
         self.post_init()
 
@@ -79,7 +100,8 @@ class TPMMIForTokenClassification(MNERPreTrainedModel):
         if module is self:
             from transformers import initialization as init
 
-            init.normal_(self.temporal_embedding, mean=0.0, std=self.config.initializer_range)
+            std = self.config.temporal_init_std
+            init.normal_(self.temporal_embedding, mean=0.0, std=self.config.initializer_range if std is None else std)
 
     # ---- images -------------------------------------------------------------------------------
     def get_image_features(self, pixel_values: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
@@ -150,13 +172,36 @@ class TPMMIForTokenClassification(MNERPreTrainedModel):
             u = c
         k = self.config.prompt_length
         prompts_mask = prompt_mask.repeat_interleave(k, dim=1)  # (B, M * k)
+
+        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, M * k, D_t) -> (B, heads, M * k, head_dim)
+            return x.reshape(bsz, slots * k, self.num_heads, self.head_dim).transpose(1, 2)
+
         prefix = []
+        if self.config.prompt_projection == "shared_mlp":
+            # one MLP for all layers; slice l of its output holds [key_l; value_l] (authors' layout)
+            kv = self.prompt_encoder(u).view(bsz, slots, self.num_text_layers, 2, k, -1)  # (B, M, L, 2, k, D_t)
+            for layer in range(self.num_text_layers):
+                prefix.append((heads(kv[:, :, layer, 0]), heads(kv[:, :, layer, 1])))
+            return prefix, prompts_mask
         for proj, phi_k, phi_v in zip(self.prompt_projections, self.prefix_key, self.prefix_value):
-            p = proj(u).view(bsz, slots * k, -1)  # P^l (B, M * k, D_t), eq. 1
-            key = phi_k(p).view(bsz, slots * k, self.num_heads, self.head_dim).transpose(1, 2)  # eq. 3
-            value = phi_v(p).view(bsz, slots * k, self.num_heads, self.head_dim).transpose(1, 2)  # eq. 4
-            prefix.append((key, value))
+            p = proj(u).view(bsz, slots * k, -1)  # eq. 1: P^l = W_p^l U, (B, M * k, D_t)
+            prefix.append((heads(phi_k(p)), heads(phi_v(p))))  # eq. 3: K_p^l = phi_k^l P^l, V_p^l = phi_v^l P^l
         return prefix, prompts_mask
+
+    @classmethod
+    def from_encoders(
+        cls,
+        text: str,
+        vision: str | None = None,
+        labels: Sequence[str] | Mapping[int, str] = (),
+        preset: str | None = None,
+        **config_kwargs: Any,
+    ) -> "TPMMIForTokenClassification":
+        """Build from pretrained encoders; ``preset="authors"`` starts from the authors' released
+        settings (``TPMMIConfig.preset_kwargs``), which ``config_kwargs`` override."""
+        if preset is not None:
+            config_kwargs = {**TPMMIConfig.preset_kwargs(preset), **config_kwargs}
+        return super().from_encoders(text=text, vision=vision, labels=labels, **config_kwargs)
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(

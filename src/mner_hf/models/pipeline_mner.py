@@ -16,10 +16,11 @@ Inputs (one post, or a list of posts for batched inference):
 * ``{"text": str}`` -- raw text, split into words by the processor; character offsets point
   into this text; or ``{"tokens": [str, ...]}`` -- pre-split words; offsets point into
   ``" ".join(tokens)`` (the string returned as ``word`` is built the same way);
-* ``"images"`` (optional): a list (or one item) of local paths, ``http(s)://`` URLs (fetched with
-  ``timeout`` seconds), ``data:image/...;base64,`` URIs, raw ``bytes`` or PIL images, in post
-  order (the order carries meaning: the models have a temporal position embedding);
-* a bare ``str`` is shorthand for ``{"text": str}``.
+* ``"images"`` (optional): a list (or one item) of local paths, ``http(s)://`` URLs (each download
+  bounded in total time by ``timeout`` and in size by ``max_image_bytes``), ``data:image/...;base64,``
+  URIs, raw ``bytes`` or PIL images, in post order (the order carries meaning: the models have a
+  temporal position embedding);
+* a bare ``str`` is shorthand for ``{"text": str}``; an empty list gives an empty list.
 
 Output per post: a list of entity dicts, like the ``token-classification`` pipeline's aggregated
 output: ``entity_group`` (type), ``score``, ``word`` (the entity's text), ``start`` / ``end``
@@ -32,9 +33,11 @@ the model's own probability for each tag of the Viterbi path, so 1.0 means every
 certain and a low score flags spans the CRF hesitated on.
 
 Bad input raises :class:`MNERInputError` (a ``ValueError``) whose message says which input/image
-and what is wrong: empty text, empty or non-string tokens, unknown keys, an image that is not an
-image / corrupt bytes / missing file, an unreachable URL, more images than the model takes (unless
-``too_many_images="truncate"``), and text longer than the model's maximum length.
+and what is wrong (for a list of posts it starts with ``post <index>:``): empty text, empty or
+non-string tokens, a lone surrogate (invalid Unicode; its character position is given), unknown
+keys, an image that is not an image / corrupt bytes / missing file, an unreachable, too slow or too
+large URL, more images than the model takes (unless ``too_many_images="truncate"``), and text
+longer than the model's maximum length.
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ import base64
 import binascii
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,10 +56,10 @@ from PIL import Image
 from transformers import AutoModelForTokenClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .image_loading import ImageLoadError, load_image
+from .image_loading import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_URL_TIMEOUT, ImageLoadError, download_url, load_image
 from .labels import tags_to_spans
 from .precision import PrecisionChoice, resolve_precision
-from .processing_mner import split_words
+from .processing_mner import find_lone_surrogate, split_words
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ __all__ = [
 ]
 
 TASK_NAME = "multimodal-ner"
-#: Seconds to wait for an image URL before giving up (pipeline parameter ``timeout``).
-DEFAULT_TIMEOUT = 10.0
-#: Largest image download accepted from a URL (bytes).
-MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
+#: Seconds allowed for each image URL download in total, connect to last byte (parameter ``timeout``).
+DEFAULT_TIMEOUT = DEFAULT_URL_TIMEOUT
+#: Largest image download accepted from a URL in bytes (parameter ``max_image_bytes``).
+MAX_DOWNLOAD_BYTES = DEFAULT_MAX_DOWNLOAD_BYTES
 _INPUT_KEYS = frozenset({"text", "tokens", "images"})
 _TOO_MANY = ("error", "truncate")
 
@@ -86,28 +87,24 @@ class MNERInputError(ValueError):
 
 
 def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
-    """Download ``url`` (http/https) and return its bytes.
+    """Download ``url`` (http/https) within ``timeout`` seconds in total and ``max_bytes`` bytes.
+
+    See :func:`.image_loading.download_url` (the limits cover the whole download, not each read).
 
     Raises:
         MNERInputError: unreachable host, HTTP error status, timeout, or a body over ``max_bytes``.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": "mner_hf-pipeline"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
-            data = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        raise MNERInputError(f"could not fetch image URL {url}: HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
+        return download_url(url, timeout=timeout, max_bytes=max_bytes)
+    except ImageLoadError as exc:
         raise MNERInputError(f"could not fetch image URL {url}: {exc.reason}") from exc
-    except (TimeoutError, OSError) as exc:
-        raise MNERInputError(f"could not fetch image URL {url}: {exc} (timeout {timeout} s)") from exc
-    if len(data) > max_bytes:
-        raise MNERInputError(f"image URL {url} returned more than {max_bytes} bytes")
-    return data
 
 
 def open_post_image(
-    source: Any, timeout: float = DEFAULT_TIMEOUT, draft_size: tuple[int, int] | None = None
+    source: Any,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    draft_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Open one image given as a path, URL, ``data:`` URI, bytes or PIL image; returns RGB.
 
@@ -123,7 +120,7 @@ def open_post_image(
     if isinstance(source, str):
         lowered = source[:16].lower()
         if lowered.startswith(("http://", "https://")):
-            source = fetch_url(source, timeout=timeout)
+            source = fetch_url(source, timeout=timeout, max_bytes=max_bytes)
         elif lowered.startswith("data:"):
             header, _, payload = source.partition(",")
             if ";base64" not in header:
@@ -211,6 +208,12 @@ def _normalise_post(inputs: Any) -> dict[str, Any]:
             raise MNERInputError(f"'text' must be a string, got {type(text).__name__}")
         if not text.strip():
             raise MNERInputError("empty text: the post has no word to tag")
+        bad = find_lone_surrogate(text)
+        if bad >= 0:
+            raise MNERInputError(
+                f"'text' holds a lone surrogate U+{ord(text[bad]):04X} at character {bad} "
+                "(invalid Unicode: fix how the text was decoded)"
+            )
         words = None
     else:
         tokens = inputs["tokens"]
@@ -219,15 +222,22 @@ def _normalise_post(inputs: Any) -> dict[str, Any]:
         if not tokens:
             raise MNERInputError("empty 'tokens': the post has no word to tag")
         for i, tok in enumerate(tokens):
-            if not isinstance(tok, str) or not tok.strip():
+            if not isinstance(tok, str) or tok == "":  # a whitespace token (U+00A0) is a word, as in the data
                 raise MNERInputError(f"token {i} is empty or not a string: {tok!r}")
+            bad = find_lone_surrogate(tok)
+            if bad >= 0:
+                raise MNERInputError(
+                    f"token {i} holds a lone surrogate U+{ord(tok[bad]):04X} at character {bad} of the token "
+                    "(invalid Unicode: fix how the text was decoded)"
+                )
         words = list(tokens)
         text = " ".join(words)
     return {"text": text, "words": words, "images": _as_image_list(inputs.get("images"))}
 
 
 def _prepare_defaults(params: dict[str, Any]) -> dict[str, Any]:
-    return {"timeout": params.get("timeout", DEFAULT_TIMEOUT), "too_many_images": params.get("too_many_images", "error")}
+    return {"timeout": params.get("timeout", DEFAULT_TIMEOUT), "too_many_images": params.get("too_many_images", "error"),
+            "max_image_bytes": params.get("max_image_bytes", MAX_DOWNLOAD_BYTES)}
 
 
 def _token_offsets(words: Sequence[str]) -> list[tuple[int, int]]:
@@ -247,7 +257,10 @@ class MultimodalNERPipeline(Pipeline):
     with an ``MNERProcessor``. See the module docstring for inputs, outputs and the score.
 
     Call parameters:
-        timeout: seconds to wait for each image URL (default 10).
+        timeout: seconds allowed for each image URL download IN TOTAL, from connecting to the last
+            byte (default 10; a server trickling bytes cannot hold the pipeline longer).
+        max_image_bytes: largest body accepted from an image URL (default 32 MiB); bigger
+            downloads are refused as soon as the size is known.
         too_many_images: ``"error"`` (default) or ``"truncate"`` (keep the first ``max_images``,
             logging a warning) for posts with more images than the model takes.
         batch_size: posts per forward pass for list inputs (padding by the processor).
@@ -304,6 +317,7 @@ class MultimodalNERPipeline(Pipeline):
         timeout: float | None = None,
         too_many_images: str | None = None,
         precision: str | None = None,
+        max_image_bytes: int | None = None,
         **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if kwargs:
@@ -315,9 +329,13 @@ class MultimodalNERPipeline(Pipeline):
                 self._precision = forward["precision"]
         preprocess: dict[str, Any] = {}
         if timeout is not None:
-            if not isinstance(timeout, (int, float)) or timeout <= 0:
+            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
                 raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
             preprocess["timeout"] = float(timeout)
+        if max_image_bytes is not None:
+            if not isinstance(max_image_bytes, int) or isinstance(max_image_bytes, bool) or max_image_bytes < 1:
+                raise ValueError(f"max_image_bytes must be a positive integer, got {max_image_bytes!r}")
+            preprocess["max_image_bytes"] = max_image_bytes
         if too_many_images is not None:
             if too_many_images not in _TOO_MANY:
                 raise ValueError(f"too_many_images must be one of {_TOO_MANY}, got {too_many_images!r}")
@@ -325,12 +343,22 @@ class MultimodalNERPipeline(Pipeline):
         return preprocess, forward, {}
 
     def preprocess(
-        self, inputs: Any, timeout: float = DEFAULT_TIMEOUT, too_many_images: str = "error"
+        self,
+        inputs: Any,
+        timeout: float = DEFAULT_TIMEOUT,
+        too_many_images: str = "error",
+        max_image_bytes: int = MAX_DOWNLOAD_BYTES,
     ) -> dict[str, Any]:
         """One post -> ``{"features": encode_example output (unpadded), "meta": {...}}``."""
-        return self._encode_text(self._prepare_post(inputs, timeout, too_many_images))
+        return self._encode_text(self._prepare_post(inputs, timeout, too_many_images, max_image_bytes))
 
-    def _prepare_post(self, inputs: Any, timeout: float, too_many_images: str) -> dict[str, Any]:
+    def _prepare_post(
+        self,
+        inputs: Any,
+        timeout: float = DEFAULT_TIMEOUT,
+        too_many_images: str = "error",
+        max_image_bytes: int = MAX_DOWNLOAD_BYTES,
+    ) -> dict[str, Any]:
         """Thread-safe half of :meth:`preprocess`: validate the post, split its text, open and encode
         its images (JPEGs decoded at reduced scale when the processor's target size allows)."""
         post = _normalise_post(inputs)
@@ -353,7 +381,7 @@ class MultimodalNERPipeline(Pipeline):
         images = []
         for i, src in enumerate(sources):
             try:
-                images.append(open_post_image(src, timeout=timeout, draft_size=draft_size))
+                images.append(open_post_image(src, timeout=timeout, max_bytes=max_image_bytes, draft_size=draft_size))
             except MNERInputError as exc:
                 raise MNERInputError(f"image {i}: {exc}") from exc
         if images and not self.uses_images:
@@ -382,18 +410,32 @@ class MultimodalNERPipeline(Pipeline):
         batch = dict(self.processor.pad_batch([it["features"] for it in items], return_tensors="pt"))
         return {"model_inputs": batch, "meta": [it["meta"] for it in items]}
 
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Tag one post (-> list of entity dicts) or a list of posts (-> one list per post)."""
+        if isinstance(inputs, list) and not inputs:
+            self._sanitize_parameters(**{k: v for k, v in kwargs.items() if k not in ("batch_size", "num_workers")})
+            return []
+        return super().__call__(inputs, *args, **kwargs)
+
     def _preprocessed(self, inputs: Iterable[Any], preprocess_params: dict[str, Any], lookahead: int) -> Iterator[dict]:
         """Preprocessed posts in input order; up to ``lookahead`` posts are opened and encoded ahead in
         a pool of :attr:`decode_threads` threads (PIL and numpy release the GIL) while the model runs."""
         threads = self.decode_threads or min(4, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mner-images") as pool:
             pending: deque = deque()
-            for post in inputs:
-                pending.append(pool.submit(self._prepare_post, post, **_prepare_defaults(preprocess_params)))
+            for index, post in enumerate(inputs):
+                pending.append((index, pool.submit(self._prepare_post, post, **_prepare_defaults(preprocess_params))))
                 if len(pending) > lookahead:
-                    yield self._encode_text(pending.popleft().result())
+                    yield self._finish_indexed(*pending.popleft())
             while pending:
-                yield self._encode_text(pending.popleft().result())
+                yield self._finish_indexed(*pending.popleft())
+
+    def _finish_indexed(self, index: int, future: Any) -> dict[str, Any]:
+        """Tokenize post ``index`` once its images are ready; its errors start with ``post <index>:``."""
+        try:
+            return self._encode_text(future.result())
+        except ValueError as exc:  # MNERInputError and the processor's ValueErrors
+            raise MNERInputError(f"post {index}: {exc}") from exc
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         """Batches padded by the processor; images of the next posts are decoded in threads meanwhile."""

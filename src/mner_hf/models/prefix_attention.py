@@ -55,16 +55,21 @@ def prefix_attention_forward(
     prefix_key_values: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
     prefix_mask: torch.Tensor | None = None,
     prefix_attention_base: str = "sdpa",
+    kv_sink: dict | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention with per-layer prefix keys/values (eq. 3-4: K' = [phi_k(P); K], V' = [phi_v(P); V]).
+    """Attention with per-layer prefix keys/values, MNER-MI eq. 4: H^l = softmax(Q [K_p; K] / sqrt(d)) [V_p; V].
 
     Args:
-        query/key/value: (B, heads, L, head_dim) of the text tokens.
+        query/key/value: (B, heads, L, head_dim) of the text tokens: the layer's own Q^l, K^l, V^l
+            (MNER-MI eq. 2, computed by the encoder's self-attention before it calls this function).
         attention_mask: (B, 1, L, L) bool (True = attend) or None (no padding).
-        prefix_key_values: per layer ``(k, v)`` each (B, heads, P, head_dim); P may be 0.
+        prefix_key_values: per layer ``(K_p, V_p)`` each (B, heads, P, head_dim); P may be 0.
         prefix_mask: (B, P) bool, True = attend to that prefix position; None = all attended.
         prefix_attention_base: "sdpa" or "eager" implementation to run underneath.
+        kv_sink: when given, receives ``kv_sink[module.layer_idx] = (key, value)``, the layer's
+            OWN keys/values (B, heads, L, head_dim) before any prefix (MGIPS-CL eq. 2-4 hands
+            them to the other encoder).
 
     Returns:
         ``(attn_output (B, L, heads, head_dim), attn_weights (B, heads, L, P + L) or None)``.
@@ -73,6 +78,8 @@ def prefix_attention_forward(
         raise ValueError(f"prefix_attention_base must be one of {BASE_IMPLEMENTATIONS}, got {prefix_attention_base!r}")
     if attention_mask is not None and attention_mask.dtype != torch.bool:
         attention_mask = attention_mask >= 0  # an additive mask from elsewhere: 0 = attend
+    if kv_sink is not None:
+        kv_sink[getattr(module, "layer_idx", None)] = (key, value)
     if prefix_key_values is not None:
         layer_idx = getattr(module, "layer_idx", None)
         if layer_idx is None or layer_idx >= len(prefix_key_values):
@@ -127,11 +134,15 @@ def prefix_attention_kwargs(
     prefix_key_values: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
     prefix_mask: torch.Tensor | None,
     base: str = "sdpa",
+    kv_sink: dict | None = None,
 ) -> dict:
-    """Forward kwargs for an encoder switched by :func:`use_prefix_attention`."""
+    """Forward kwargs for an encoder switched by :func:`use_prefix_attention` (``kv_sink``: see
+    :func:`prefix_attention_forward`)."""
     if base not in BASE_IMPLEMENTATIONS:
         raise ValueError(f"attention base must be one of {BASE_IMPLEMENTATIONS}, got {base!r}")
     kwargs: dict = {"prefix_attention_base": base}
+    if kv_sink is not None:
+        kwargs["kv_sink"] = kv_sink
     if prefix_key_values is not None:
         kwargs["prefix_key_values"] = list(prefix_key_values)
         kwargs["prefix_mask"] = prefix_mask

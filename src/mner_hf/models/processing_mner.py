@@ -76,6 +76,19 @@ def split_words(text: str, mode: WordSplit = "whitespace") -> tuple[list[str], l
     return [m.group(0) for m in matches], [(m.start(), m.end()) for m in matches]
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_lone_surrogate(text: str) -> int:
+    """Index of the first lone surrogate (U+D800..U+DFFF: not valid Unicode) in ``text``, or -1.
+
+    Such characters come from text decoded with ``errors="surrogateescape"`` or from JSON escapes
+    like ``"\\ud800"``; tokenizers reject them with an internal ``TypeError``.
+    """
+    match = _LONE_SURROGATE.search(text)
+    return match.start() if match else -1
+
+
 def _is_image_like(x: Any) -> bool:
     return isinstance(x, (str, bytes, bytearray, memoryview, dict, Image.Image, np.ndarray)) or hasattr(x, "__fspath__")
 
@@ -327,6 +340,10 @@ class MNERProcessor(ProcessorMixin):
             # becomes the unknown token below (counted in replaced_words); only "" is an error
             if not isinstance(w, str) or w == "":
                 raise ValueError(f"{where}, word {j}: empty or non-string word {w!r}")
+            bad = find_lone_surrogate(w)
+            if bad >= 0:
+                raise ValueError(f"{where}, word {j}: lone surrogate U+{ord(w[bad]):04X} at character {bad} of the "
+                                 "word (invalid Unicode: fix how the text was decoded)")
         tag_ids = self._tag_ids(tags, len(words), where) if tags is not None else None
 
         enc, word_ids = self._tokenize(words, truncation=False)
@@ -466,6 +483,13 @@ class MNERProcessor(ProcessorMixin):
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         if (text is None) == (words is None):
             raise ValueError("pass exactly one of text= (raw strings) or words= (pre-split words)")
+        if words is not None and not isinstance(words, (list, tuple)):
+            raise TypeError(
+                "words= takes a list of strings (one post) or a list of such lists (a batch), got "
+                + ("one string: use text= for raw text" if isinstance(words, str) else type(words).__name__)
+            )
+        if text is not None and not isinstance(text, (str, list, tuple)):
+            raise TypeError(f"text= takes a string (one post) or a list of strings (a batch), got {type(text).__name__}")
         offsets: list[list[tuple[int, int]]] | None = None
         if text is not None:
             batched = not isinstance(text, str)
@@ -474,6 +498,10 @@ class MNERProcessor(ProcessorMixin):
             for i, t in enumerate(texts):
                 if not isinstance(t, str):
                     raise TypeError(f"post {i}: text must be a string, got {type(t).__name__}")
+                bad = find_lone_surrogate(t)
+                if bad >= 0:
+                    raise ValueError(f"post {i}: text holds a lone surrogate U+{ord(t[bad]):04X} at character {bad} "
+                                     "(invalid Unicode: fix how the text was decoded)")
                 w, o = split_words(t, self.word_split)
                 if not w:
                     raise ValueError(f"post {i}: empty text (no word to tag)")
@@ -481,6 +509,11 @@ class MNERProcessor(ProcessorMixin):
                 offsets.append(o)
         else:
             batched = len(words) > 0 and not isinstance(words[0], str)
+            if batched:
+                for i, w in enumerate(words):
+                    if not isinstance(w, (list, tuple)):
+                        raise TypeError(f"post {i}: words must be a list of strings, got {type(w).__name__}"
+                                        + (" (use text= for raw text)" if isinstance(w, str) else ""))
             batch_words = [list(w) for w in words] if batched else [list(words)]
         n = len(batch_words)
         if n == 0:
@@ -491,13 +524,19 @@ class MNERProcessor(ProcessorMixin):
             batch_tags = list(tags) if batched else [tags]
             if len(batch_tags) != n:
                 raise ValueError(f"{len(batch_tags)} tag sequences for {n} posts")
+        sources = "an image (path, bytes, PIL image, HxWxC array, {'bytes','path'} dict) or a list of images"
         if images is None:
             batch_images: list[Any] = [[] for _ in range(n)]
         elif batched:
-            if _is_image_like(images) or len(images) != n:
+            if _is_image_like(images) or not isinstance(images, (list, tuple)) or len(images) != n:
                 raise ValueError(f"for a batch of {n} posts, images must be a list of {n} entries (one per post)")
+            for i, im in enumerate(images):
+                if im is not None and not _is_image_like(im) and not isinstance(im, (list, tuple)):
+                    raise TypeError(f"post {i}: images must be {sources}, got {type(im).__name__}")
             batch_images = [[] if im is None else ([im] if _is_image_like(im) else list(im)) for im in images]
         else:
+            if not _is_image_like(images) and not isinstance(images, (list, tuple)):
+                raise TypeError(f"images must be {sources}, got {type(images).__name__}")
             batch_images = [[images] if _is_image_like(images) else list(images)]
 
         feats = [
@@ -519,4 +558,4 @@ class MNERProcessor(ProcessorMixin):
 
 MNERProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["METADATA_KEYS", "MNERProcessor", "split_words"]
+__all__ = ["METADATA_KEYS", "MNERProcessor", "find_lone_surrogate", "split_words"]

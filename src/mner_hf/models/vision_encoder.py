@@ -17,6 +17,10 @@ Public API
                             (B, M, S, D_l), zeros at padded slots (only with output_hidden_states);
                             ``patch_tokens`` = last of them.
     ``.load_pretrained(path_or_id)`` copy the weights of a pretrained backbone into ``.backbone``.
+    ``.cache_mode``         set by the owning model: "pooled" | "hidden_states" | "unavailable"
+    ``.cache_features(pixel_values, image_mask)`` what the frozen-vision feature cache stores:
+                            (B, M, D_v) or (B, M, L + 1, S, D_v); ``.check_cacheable()`` raises
+                            when the features depend on more than the image.
 
 Only REAL images are encoded (``skip_padded=True``): the real slots of the (B, M, ...) batch are
 gathered by ``image_mask``, encoded as one (N, 3, H, W) batch and scattered back. ``skip_padded=False``
@@ -91,6 +95,10 @@ class ImageEncoder(nn.Module):
         self.backbone = AutoModel.from_config(vision_config)
         _use_torch_batchnorm_momentum(self.backbone)
         self.output_dim = self._infer_output_dim(vision_config)
+        # what the frozen-vision feature cache stores (set by the owning model):
+        # "pooled" (B, M, D_v) vectors, "hidden_states" (B, M, L+1, S, D_v) per-layer tokens,
+        # or "unavailable" (the vision features depend on more than the image)
+        self.cache_mode = "pooled"
 
     def _infer_output_dim(self, config: PreTrainedConfig) -> int:
         """D_v from the config (hidden_size / hidden_sizes[-1]) or the backbone's last conv layer."""
@@ -185,6 +193,26 @@ class ImageEncoder(nn.Module):
             hidden_states=hidden,
             patch_tokens=hidden[-1] if hidden is not None else None,
         )
+
+    def check_cacheable(self) -> None:
+        """Raise a clear error when the owning model's vision features cannot be cached."""
+        if self.cache_mode == "unavailable":
+            raise ValueError("this model's vision features depend on the text (MGIPS-CL with vision_attends_text=True, "
+                             "eq. 4) and cannot be cached: set vision_attends_text=False or do not freeze the vision encoder")
+
+    @torch.no_grad()
+    def cache_features(self, pixel_values: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        """Features the frozen-vision cache stores, per ``cache_mode``: ``image_embeds`` (B, M, D_v)
+        or the stacked per-layer tokens (B, M, L + 1, S, D_v) (embeddings first); zeros at padded slots."""
+        self.check_cacheable()
+        if self.cache_mode == "hidden_states":
+            if not bool(image_mask.bool().any()):  # no real image: zeros of the feature shape
+                probe = pixel_values.new_zeros(1, 1, *pixel_values.shape[2:])
+                shape = self.cache_features(probe, torch.ones(1, 1, dtype=torch.long)).shape[2:]
+                return pixel_values.new_zeros(*image_mask.shape, *shape)
+            out = self.forward(pixel_values, image_mask, output_hidden_states=True)
+            return torch.stack(out.hidden_states, dim=2)
+        return self.forward(pixel_values, image_mask).image_embeds
 
     def load_pretrained(self, path_or_id: str, **kwargs) -> None:
         """Copy the weights of a pretrained backbone (local folder or Hub id) into ``.backbone``.

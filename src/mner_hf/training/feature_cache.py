@@ -8,6 +8,11 @@ the same encoder and data reloads the file instead of recomputing; any change of
 preprocessing gives a new key. :class:`CachedFeatureCollator` pads the cached vectors into the
 tensor contract's ``image_embeds`` (B, M, D_v) + ``image_mask`` (B, M), so the model never runs
 its vision backbone.
+
+What is cached per image follows ``encoder.cache_mode`` (set by the model that owns the encoder):
+one pooled vector (TPM-MI) or, for MGIPS-CL, whose text layers take every vision layer's keys and
+values (eq. 2), the per-layer patch tokens (L_v + 1, S, D_v), from which the model recomputes
+them with the frozen layers; ``image_embeds`` is then (B, M, L_v + 1, S, D_v).
 """
 
 from __future__ import annotations
@@ -64,16 +69,21 @@ def cache_image_features(
     Args:
         dataset: rows with ``tokens`` and ``images`` (a list of images per post).
         processor: the MNERProcessor (image loading, ``max_images`` and its error policy).
-        encoder: an ``ImageEncoder``: ``encoder(pixel_values (B, M, 3, H, W), image_mask (B, M))
-            .image_embeds`` -> (B, M, D_v).
+        encoder: an ``ImageEncoder``: ``encoder.cache_features(pixel_values (B, M, 3, H, W),
+            image_mask (B, M))`` -> (B, M, D_v) or (B, M, L_v + 1, S, D_v) (its ``cache_mode``).
         cache_dir: folder of the Arrow cache files.
     Returns:
-        the dataset with, per row, ``image_embeds`` (n_i, D_v) float32 lists and ``image_mask``
-        (n_i,) ints, where n_i = the post's image slots after ``max_images`` truncation.
+        the dataset with, per row, ``image_embeds`` (n_i, *feature_shape) float32 lists and
+        ``image_mask`` (n_i,) ints, where n_i = the post's image slots after ``max_images`` truncation.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = vision_fingerprint(encoder, getattr(processor, "image_processor", None), getattr(processor, "max_images", None))
+    mode = getattr(encoder, "cache_mode", "pooled")
+    if hasattr(encoder, "check_cacheable"):
+        encoder.check_cacheable()  # MGIPS-CL with eq. 4: vision features depend on the text
+    if mode != "pooled":
+        key = f"{key}_{mode}"
     cache_file = cache_dir / f"image_features_{key}_{dataset._fingerprint}.arrow"
     was_training = encoder.training
     encoder.eval()
@@ -88,7 +98,9 @@ def cache_image_features(
                           "image_mask": enc["image_mask"]})
         padded = processor.pad_batch(feats, return_tensors="pt")
         mask = padded["image_mask"]
-        if mask.numel():
+        if mask.numel() and hasattr(encoder, "cache_features"):
+            embeds = encoder.cache_features(padded["pixel_values"], mask).float().cpu().numpy()
+        elif mask.numel():
             embeds = encoder(padded["pixel_values"], mask).image_embeds.float().cpu().numpy()
         else:
             embeds = np.zeros((len(feats), 0, 0), dtype=np.float32)
@@ -111,8 +123,8 @@ def cache_image_features(
 class CachedFeatureCollator:
     """Wrap a collator: text from ``base`` (rows without images), images from cached vectors.
 
-    Output: ``base``'s text keys plus ``image_embeds`` (B, M, D_v) float and ``image_mask`` (B, M)
-    long, M = most image slots in the batch (zeros at padded slots); no ``pixel_values``.
+    Output: ``base``'s text keys plus ``image_embeds`` (B, M, *feature_shape) float and
+    ``image_mask`` (B, M) long, M = most image slots in the batch (zeros at padded slots); no ``pixel_values``.
     """
 
     def __init__(self, base: Callable[[list[dict[str, Any]]], dict[str, Any]], images_column: str = "images"):
@@ -131,12 +143,12 @@ class CachedFeatureCollator:
         for k in ("pixel_values", "image_mask", "image_embeds"):
             batch.pop(k, None)
         slots = max(len(m) for m in masks)
-        dim = next((e.shape[1] for e in embeds if e.ndim == 2 and e.shape[0] > 0), 0)
-        out = torch.zeros(len(rows), slots, dim)
+        shape = next((e.shape[1:] for e in embeds if e.ndim >= 2 and e.size > 0), (0,))
+        out = torch.zeros(len(rows), slots, *shape)
         mask = torch.zeros(len(rows), slots, dtype=torch.long)
         for b, (e, m) in enumerate(zip(embeds, masks)):
-            if m:
-                out[b, : len(m)] = torch.from_numpy(e.reshape(len(m), dim))
+            if m and e.size:
+                out[b, : len(m)] = torch.from_numpy(e.reshape(len(m), *shape))
                 mask[b, : len(m)] = torch.tensor(m)
         if slots:
             batch["image_embeds"] = out

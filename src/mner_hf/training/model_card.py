@@ -2,7 +2,8 @@
 
 The card's YAML metadata carries ``library_name``, ``pipeline_tag: token-classification``,
 ``base_model``, ``datasets``, ``license``, ``tags`` and a ``model-index`` whose results are the
-overall test (and dev) precision / recall / F1 of the run.
+overall test (and dev) precision / recall / F1 of the run. The card ends with the BibTeX of the
+model's paper and of its training data (:func:`mner_hf.citations.model_citation`).
 
 ``results`` (what :func:`build_model_card` reads) maps a split name (``"validation"``, ``"test"``)
 to a dict with ``overall`` (``precision``, ``recall``, ``f1`` in [0, 1]), and optionally
@@ -16,6 +17,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..citations import model_citation
 from ..resources import model_cards_dir
 
 TEMPLATE_NAME = "model_card_template.md"
@@ -28,6 +30,7 @@ _HUB_DATASETS = {
     "mner-mi": "mner-mi",
     "mner-mi-plus": "mner-mi-plus",
     "sample": "cmner-sample",
+    "cmner_sample": "cmner",
 }
 
 
@@ -146,4 +149,5 @@ def build_model_card(
         plots=[{"title": t, "file": f} for t, f in (plots or {}).items()],
         training_config=training_config_yaml.strip(),
         precision=precision or None,
+        citation=model_citation(model_type, dataset_name),
     )

@@ -58,12 +58,20 @@ def build_optimizer_groups(
     """Optimizer parameter groups: one (decay) + one (no decay) group per module group.
 
     Each dict has ``params``, ``lr``, ``weight_decay`` and ``group_name`` (e.g. ``"vision"`` or
-    ``"vision_no_decay"``); empty groups are dropped.
+    ``"vision_no_decay"``); empty groups are dropped. With ``optim.embeddings_lr`` set, the text
+    encoder's word-embedding matrix leaves ``text`` for its own ``"embeddings"`` group.
     """
     decay = decay_parameter_names(model)
     name_of = {id(p): n for n, p in model.named_parameters()}
+    groups = module_parameter_groups(model)
+    if optim.embeddings_lr is not None and "text" in groups:
+        # the word-embedding matrix as its own group (new rows of an extended vocabulary)
+        embeddings = [p for p in groups["text"] if name_of[id(p)].endswith("word_embeddings.weight")]
+        if embeddings:
+            groups["text"] = [p for p in groups["text"] if all(p is not e for e in embeddings)]
+            groups["embeddings"] = embeddings
     out: list[dict[str, Any]] = []
-    for group, params in module_parameter_groups(model).items():
+    for group, params in groups.items():
         lr = optim.lr_for(group, learning_rate)
         wd = optim.wd_for(group, weight_decay)
         with_decay = [p for p in params if name_of[id(p)] in decay]

@@ -85,6 +85,9 @@ def plot_dev_f1(log_history: list[dict[str, Any]], path: str | Path, key: str = 
     pts = [(h.get("epoch", i), 100 * h[key]) for i, h in enumerate(log_history) if key in h]
     if pts:
         ax.plot(*zip(*pts), marker="o")
+        for x, y in pts:
+            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center")
+        ax.set_ylim(0, min(100, max(y for _, y in pts) + 10))  # from 0: the size of the gain is visible
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev F1 (%)")
     ax.set_title("Dev F1 per epoch")

@@ -92,3 +92,33 @@ def summary_table(metrics: dict[str, dict[str, float]], title: str = "Results") 
             f"{100 * m.get('f1', 0.0):6.2f}  {sup:>7}"
         )
     return "\n".join(lines)
+
+
+def format_tagged_post(record: dict[str, Any], joiner: str = " ", width: int = 110) -> list[str]:
+    """Lines showing one prediction record: the text with predicted entities as ``[words]TYPE``
+    (at most ``width`` characters), then every gold and predicted span with a mark of agreement.
+
+    ``joiner`` joins the words (``""`` for character-split languages such as Chinese).
+    """
+    words = list(record["words"])
+    marked = list(words)
+    for span in record["pred_spans"]:
+        marked[span["start"]] = "[" + marked[span["start"]]
+        marked[span["end"] - 1] = marked[span["end"] - 1] + "]" + span["type"]
+    text = joiner.join(marked)
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    key = lambda s: (s["start"], s["end"], s["type"])  # noqa: E731
+    gold = {key(s) for s in record["gold_spans"]}
+    pred = {key(s) for s in record["pred_spans"]}
+
+    def spans(items: list[dict[str, Any]], other: set) -> str:
+        shown = [f"{'+' if key(s) in other else '-'}{joiner.join(words[s['start']:s['end']])}/{s['type']}" for s in items]
+        return ", ".join(shown) or "(none)"
+
+    n = record.get("num_images", 0)
+    return [
+        f"{record['id']} ({n} image{'s' if n != 1 else ''}): {text}",
+        f"    gold: {spans(record['gold_spans'], pred)}",
+        f"    pred: {spans(record['pred_spans'], gold)}",
+    ]

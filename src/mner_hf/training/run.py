@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .predictions import prediction_records, summary_table, write_jsonl
+from .predictions import format_tagged_post, prediction_records, read_jsonl, summary_table, write_jsonl
 from .run_config import RunConfig, RunConfigError, training_arguments_kwargs
 from .splits import ensure_splits, take_fraction
 
@@ -37,7 +37,7 @@ MODEL_CLASSES = {
 
 
 # datasets whose words are single characters (raw text is split per character at inference)
-CHAR_DATASETS = ("cmner", "sample")
+CHAR_DATASETS = ("cmner", "sample", "cmner_sample")
 
 
 def model_class(model_type: str) -> type:
@@ -57,6 +57,8 @@ class RunOutput:
     #: the precision training and evaluation ran at and why (``PrecisionChoice.to_dict()``)
     precision: dict[str, str] = field(default_factory=dict)
     data_report: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # printed with the report (e.g. vocabulary extension)
+    word_joiner: str = " "  # "" for character-split datasets (CMNER) when posts are printed
 
 
 def load_run_data(config: RunConfig):
@@ -157,7 +159,7 @@ def run_training(
     from transformers import set_seed
 
     from ..collator import MNERDataCollator
-    from .encoders import resolve_encoders
+    from .encoders import VOCAB_INFO, resolve_encoders
     from .trainer import MNERTrainer, mner_training_arguments
 
     start = time.time()
@@ -177,7 +179,8 @@ def run_training(
     text_path, vision_path = resolve_encoders(
         config.model.text_encoder, config.model.vision_encoder if use_vision else None, output_dir / "encoders",
         dd["train"]["tokens"], config.model.tiny_hidden_size, config.model.tiny_num_layers,
-        config.model.tiny_image_size,
+        config.model.tiny_image_size, extend_vocab=config.model.extend_vocabulary,
+        vocab_min_count=config.model.vocab_min_count,
     )
     processor = build_processor(config, text_path, vision_path, labels)
     set_seed(seed)
@@ -218,7 +221,15 @@ def run_training(
 
     final_dir = Path(config.output.final_dir or output_dir / "final")
     out = RunOutput(results=results, final_dir=final_dir, log_history=list(trainer.state.log_history),
-                    precision=precision, data_report=data_report)
+                    precision=precision, data_report=data_report, word_joiner="" if config.data.dataset in CHAR_DATASETS else " ")
+    vocab_info = Path(text_path) / VOCAB_INFO
+    if config.model.extend_vocabulary and vocab_info.is_file():
+        info = json.loads(vocab_info.read_text())
+        out.notes.append(
+            f"vocabulary: +{info['added']} training-corpus characters ({info['vocab_size'][0]} -> "
+            f"{info['vocab_size'][1]} tokens); [UNK] share of training characters "
+            f"{100 * info['unk_rate_before']:.1f}% -> {100 * info['unk_rate_after']:.1f}%"
+        )
     if trainer.is_world_process_zero():
         out.files = write_final_folder(config, trainer, processor, dd, results, final_dir, text_path, vision_path)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -320,6 +331,20 @@ def print_report(out: RunOutput) -> None:
     losses = [entry["loss"] for entry in out.log_history if "loss" in entry]
     if len(losses) >= 2:
         print(f"training loss: {losses[0]:.4g} (first step) -> {losses[-1]:.4g} (last step)")
+    dev_f1 = [(entry.get("epoch", 0), 100 * entry["eval_f1"]) for entry in out.log_history if "eval_f1" in entry]
+    if dev_f1:
+        print("dev F1 per epoch: " + ", ".join(f"{f1:.2f} (epoch {epoch:g})" for epoch, f1 in dev_f1))
+    for note in out.notes:
+        print(note)
+    preds = out.files.get("predictions_test")
+    if preds is not None and Path(preds).is_file():
+        records = read_jsonl(preds)
+        shown = [r for r in records if r["num_images"] > 0][:3] + [r for r in records if not r["num_images"]][:2]
+        if shown:
+            print()
+            print("Tagged test posts ([words]TYPE = predicted; + agrees with gold/prediction, - does not):")
+            for rec in shown:
+                print("\n".join(format_tagged_post(rec, joiner=out.word_joiner)))
     support = sum(res["overall"].get("support", 0) for res in out.results.values())
     if support < 50:
         print(

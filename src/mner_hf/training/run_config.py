@@ -35,17 +35,25 @@ CONFIG_CLASSES = {
 _RUN_SET_FIELDS = ("text_config", "vision_config", "id2label", "label2id")
 
 
-def config_override_keys(model_type: str) -> list[str]:
-    """Keys ``model.config_overrides`` accepts for ``model_type``: the fields of the model's config
-    class (e.g. ``prompt_length``, ``ips_top_k``) minus those of ``PreTrainedConfig`` and the encoders."""
+def _config_class(model_type: str) -> type:
     import importlib
 
+    module, name = CONFIG_CLASSES[model_type]
+    return getattr(importlib.import_module(f"mner_hf.models.{module}"), name)
+
+
+def config_override_keys(model_type: str) -> list[str]:
+    """Keys ``model.config_overrides`` accepts for ``model_type``: the fields of the model's config
+    class (e.g. ``prompt_length``, ``ips_top_k``) minus those of ``PreTrainedConfig`` and the encoders,
+    plus ``preset`` where the config class has named presets (TPM-MI: ``preset: authors``)."""
     from transformers import PreTrainedConfig
 
-    module, name = CONFIG_CLASSES[model_type]
-    klass = getattr(importlib.import_module(f"mner_hf.models.{module}"), name)
+    klass = _config_class(model_type)
     base = {f.name for f in dataclasses.fields(PreTrainedConfig)}
-    return sorted(f.name for f in dataclasses.fields(klass) if f.name not in base and f.name not in _RUN_SET_FIELDS)
+    keys = [f.name for f in dataclasses.fields(klass) if f.name not in base and f.name not in _RUN_SET_FIELDS]
+    if hasattr(klass, "preset_kwargs"):
+        keys.append("preset")
+    return sorted(keys)
 
 
 class RunConfigError(ValueError):
@@ -71,6 +79,11 @@ class ModelSection:
     use_images: bool = True
     # extra keyword arguments of the model config (e.g. prompt_length, num_prompt_layers, K)
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # add the training corpus's [UNK] characters to a pretrained text encoder's vocabulary (new
+    # embedding rows drawn from the pretrained rows' mean and covariance; see training/encoders.py);
+    # characters seen fewer than vocab_min_count times in train stay [UNK]
+    extend_vocabulary: bool = False
+    vocab_min_count: int = 1
     # size of the random encoders when an encoder is "tiny-random"
     tiny_hidden_size: int = 32
     tiny_num_layers: int = 2
@@ -109,9 +122,15 @@ class DataSection:
 @dataclass
 class OptimSection:
     """Per-module learning rates / weight decays; ``None`` means ``training.learning_rate`` /
-    ``training.weight_decay``. Bias and LayerNorm parameters never get weight decay."""
+    ``training.weight_decay``. Bias and LayerNorm parameters never get weight decay.
+
+    ``embeddings_lr`` (default ``None``: the text encoder's word embeddings stay in ``text``):
+    the text encoder's word-embedding matrix as its own group, e.g. a larger rate for the new rows
+    of an extended vocabulary (``model.extend_vocabulary``), which start untrained."""
 
     text_lr: float | None = None
+    embeddings_lr: float | None = None
+    embeddings_weight_decay: float | None = None
     vision_lr: float | None = None
     fusion_lr: float | None = None
     crf_lr: float | None = None
@@ -256,6 +275,11 @@ class RunConfig:
                 f"{src}: unknown key(s) {[f'model.config_overrides.{b}' for b in bad]} for model.type="
                 f"{self.model.type}; valid: {', '.join(valid)}"
             )
+        if "preset" in overrides:
+            try:
+                _config_class(self.model.type).preset_kwargs(overrides["preset"])
+            except ValueError as err:
+                raise RunConfigError(f"{src}: model.config_overrides.preset: {err}") from None
         from ..builders import normalize_dataset_name
 
         try:
