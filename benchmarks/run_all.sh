@@ -13,6 +13,7 @@ run() {
 { lscpu | grep -E "Model name|^CPU\(s\)|Thread|Flags"; python -c "import torch; print('torch', torch.__version__, 'threads', torch.get_num_threads())"; } | tee "$OUT/machine.txt"
 run tpm_mi python -u benchmarks/bench_tpm_mi.py --json "$OUT/tpm_mi.json"
 run mgips_cl python -u benchmarks/bench_mgips_cl.py --json "$OUT/mgips_cl.json"
+run mgips_cl_one_way python -u benchmarks/bench_mgips_cl.py --one-way --json "$OUT/mgips_cl_one_way.json"
 run pipeline python -u benchmarks/bench_pipeline.py --large --json "$OUT/pipeline.json"
 run training_input python -u benchmarks/bench_training_input.py --workers 0,1 --json "$OUT/training_input.json"
 run tpm_mi_forloop python -u benchmarks/bench_tpm_mi.py --layers 4 --precisions bf16 --paths images --no-infer --optimizer forloop
