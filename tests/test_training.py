@@ -226,3 +226,22 @@ def test_best_checkpoint_tie_on_dev_f1_goes_to_lower_dev_loss():
     assert evaluate(4, 0.5, 99.0) and trainer.state.best_global_step == 4  # higher F1 wins whatever the loss
     assert not evaluate(5, 0.4, 1.0) and trainer.state.best_global_step == 4
     assert trainer.state.best_metric == 0.5
+
+
+@pytest.mark.parametrize("vision_attends_text", [True, False])
+def test_frozen_vision_mgips_cl_caches_only_text_independent_features(tmp_path, caplog, vision_attends_text):
+    """The default-on frozen-vision cache must not stop an MGIPS-CL run whose vision tokens depend on
+    the text (eq. 4): it trains from pixels and says so; the one-way model trains from the cache."""
+    config = tiny_config(tmp_path, model="mgips-cl", num_train_epochs=1)
+    config.model.freeze_vision = True
+    config.model.config_overrides = {"vision_attends_text": vision_attends_text}
+    with caplog.at_level("WARNING", logger="mner_hf.training.run"):
+        out = run_training(config)
+    cache_dir = tmp_path / "run" / "feature_cache"
+    cached = cache_dir.is_dir() and any(cache_dir.iterdir())
+    assert cached is (not vision_attends_text)
+    assert ("feature cache off" in caplog.text) is vision_attends_text
+    results = json.loads((out.final_dir / "results.json").read_text())
+    assert results["data"]["images_used"] is True and "f1" in results["test"]["overall"]
+    saved = json.loads((out.final_dir / "config.json").read_text())
+    assert saved["model_type"] == "mgips_cl" and saved["vision_attends_text"] is vision_attends_text

@@ -75,21 +75,31 @@ def tiny_text_encoder(
 
 
 def tiny_vision_encoder(
-    folder: str | Path, hidden_size: int = 32, num_layers: int = 2, image_size: int = 32, seed: int = 0
+    folder: str | Path, hidden_size: int = 32, num_layers: int = 2, image_size: int = 32, seed: int = 0,
+    kind: str = "vit",
 ) -> str:
-    """Save a tiny random ViT (patch 8) and its PIL image processor."""
-    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+    """Save a tiny random vision encoder (patch 8) and its PIL image processor.
 
+    ``kind``: ``"vit"`` (a ``ViTModel``, for TPM-MI) or ``"clip"`` (a ``CLIPVisionModel``: MGIPS-CL's
+    mutual attention needs a CLIP-style tower with ``pre_layrnorm`` and ``encoder.layers``).
+    """
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel, ViTConfig, ViTImageProcessorPil, ViTModel
+
+    if kind not in ("vit", "clip"):
+        raise ValueError(f"tiny vision encoder kind must be 'vit' or 'clip', got {kind!r}")
     folder = Path(folder)
     if (folder / "config.json").is_file():
         return str(folder)
-    config = ViTConfig(
-        hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 16),
-        intermediate_size=hidden_size * 2, image_size=image_size, patch_size=8,
-    )
+    common = dict(hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 16),
+                  intermediate_size=hidden_size * 2, image_size=image_size, patch_size=8)
     torch.manual_seed(seed)
-    ViTModel(config).save_pretrained(str(folder))
-    ViTImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
+    if kind == "clip":
+        CLIPVisionModel(CLIPVisionConfig(**common)).save_pretrained(str(folder))
+        CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                              crop_size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
+    else:
+        ViTModel(ViTConfig(**common)).save_pretrained(str(folder))
+        ViTImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
     return str(folder)
 
 
@@ -155,13 +165,14 @@ def extend_vocabulary(
 def resolve_encoders(
     text: str, vision: str | None, work_dir: str | Path, corpus: Iterable[list[str]],
     hidden_size: int = 32, num_layers: int = 2, image_size: int = 32, extend_vocab: bool = False,
-    vocab_min_count: int = 1,
+    vocab_min_count: int = 1, vision_kind: str = "vit",
 ) -> tuple[str, str | None]:
     """(text path or id, vision path or id or None) with the special names built / located.
 
     With ``extend_vocab`` a pretrained text encoder is replaced by its copy with the corpus's
     unknown characters added (:func:`extend_vocabulary`, saved under ``work_dir/text_extended``);
-    the tiny random BERT needs none (its vocabulary is trained on the corpus).
+    the tiny random BERT needs none (its vocabulary is trained on the corpus). ``vision_kind`` picks
+    the tiny random vision tower (``"clip"`` for MGIPS-CL, see :func:`tiny_vision_encoder`).
     """
     work_dir = Path(work_dir)
     corpus = list(corpus)
@@ -185,5 +196,6 @@ def resolve_encoders(
     elif extend_vocab:
         text, _ = extend_vocabulary(text, corpus, work_dir / "text_extended", min_count=vocab_min_count)
     if vision == "tiny-random":
-        vision = tiny_vision_encoder(work_dir / "tiny_vision_encoder", hidden_size, num_layers, image_size)
+        vision = tiny_vision_encoder(work_dir / f"tiny_vision_encoder_{vision_kind}", hidden_size, num_layers,
+                                     image_size, kind=vision_kind)
     return text, vision

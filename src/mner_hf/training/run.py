@@ -181,13 +181,24 @@ def run_training(
         dd["train"]["tokens"], config.model.tiny_hidden_size, config.model.tiny_num_layers,
         config.model.tiny_image_size, extend_vocab=config.model.extend_vocabulary,
         vocab_min_count=config.model.vocab_min_count,
+        vision_kind="clip" if config.model.type == "mgips-cl" else "vit",
     )
     processor = build_processor(config, text_path, vision_path, labels)
     set_seed(seed)
     model = build_model(config, text_path, vision_path, labels)
     collator = MNERDataCollator(processor, label_names=labels)
 
+    cacheable = True
     if use_vision and config.model.freeze_vision and config.model.cache_frozen_vision:
+        from .feature_cache import find_image_encoder
+
+        # MGIPS-CL with mutual attention (eq. 4): the frozen encoder's tokens depend on the text,
+        # so there is nothing text-independent to cache; train from pixels and say so.
+        cacheable = getattr(find_image_encoder(model), "cache_mode", "pooled") != "unavailable"
+        if not cacheable:
+            logger.warning("frozen-vision feature cache off: this model's vision features depend on the text "
+                           "(MGIPS-CL vision_attends_text=True, eq. 4); images are encoded every step")
+    if use_vision and config.model.freeze_vision and config.model.cache_frozen_vision and cacheable:
         from .feature_cache import CachedFeatureCollator, cache_image_features, find_image_encoder
 
         encoder = find_image_encoder(model)
