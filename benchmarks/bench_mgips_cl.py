@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mfu import StepResult, add_common_arguments, autocast, measure, print_header, setup  # noqa: E402
+from mfu import StepResult, add_common_arguments, measure, model_steps, print_header, setup  # noqa: E402
 
 from mner_hf.models.configuration_mgips_cl import MGIPSCLConfig  # noqa: E402
 from mner_hf.models.modeling_mgips_cl import MGIPSCLForTokenClassification  # noqa: E402
@@ -113,20 +113,7 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
         for path in paths:
             inputs = inputs_by_path[path]
 
-            def train_step(inputs=inputs, precision=precision):
-                model.train()
-                optimizer.zero_grad(set_to_none=True)
-                with autocast(precision, args.device):
-                    loss = model(**inputs).loss
-                loss.backward()
-                optimizer.step()
-
-            def infer_step(inputs=inputs, precision=precision):
-                model.eval()
-                with torch.inference_mode(), autocast(precision, args.device):
-                    model(**{k: v for k, v in inputs.items() if k != "labels"})
-
-            steps = [("train", train_step)] + ([] if args.no_infer else [("infer", infer_step)])
+            steps = model_steps(model, optimizer, inputs, precision, args.device, infer=not args.no_infer)
             for kind, fn in steps:
                 result = measure(f"{kind} {path}", precision, fn, args.batch, args, peaks[precision])
                 print(result.row(), flush=True)

@@ -220,6 +220,27 @@ def autocast(precision: str, device: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
 
 
+def model_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: dict, precision: str,
+                device: str, infer: bool = True) -> list[tuple[str, Callable[[], None]]]:
+    """``[("train", step), ("infer", step)]`` for one input batch: a training step is forward +
+    backward + optimizer step under ``autocast(precision)``; inference drops ``labels``."""
+
+    def train_step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(precision, device):
+            loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+
+    def infer_step() -> None:
+        model.eval()
+        with torch.inference_mode(), autocast(precision, device):
+            model(**{k: v for k, v in inputs.items() if k != "labels"})
+
+    return [("train", train_step)] + ([("infer", infer_step)] if infer else [])
+
+
 def measure(name: str, precision: str, fn: Callable[[], object], examples: int, args: argparse.Namespace,
             peak: float) -> StepResult:
     """One configuration: the counted warm-up call, then ``args.steps`` timed calls."""
