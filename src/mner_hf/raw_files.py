@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from .models.image_loading import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
 
 __all__ = ["DEFAULT_MAX_PIXELS", "CMNER_IMAGE_SUFFIXES", "OTHER_IMAGE_SUFFIXES", "check_image",
            "index_images_by_prefix", "iter_raw_lines"]
@@ -21,8 +22,6 @@ __all__ = ["DEFAULT_MAX_PIXELS", "CMNER_IMAGE_SUFFIXES", "OTHER_IMAGE_SUFFIXES",
 CMNER_IMAGE_SUFFIXES = (".jpg", ".jpeg")
 #: other image files seen next to CMNER images (not used, counted in ``images_other_format``)
 OTHER_IMAGE_SUFFIXES = (".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif", ".heic", ".avif")
-#: default pixel limit per image (same value as ``models.image_loading.DEFAULT_MAX_PIXELS``)
-DEFAULT_MAX_PIXELS = 64_000_000
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
@@ -52,32 +51,14 @@ def iter_raw_lines(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
 def check_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
     """Why the image file at ``path`` cannot be used (``None`` when it is fine).
 
-    The same checks as the processor's loader (``models.image_loading.load_image``): the file opens
-    as an image, has at most ``max_pixels`` pixels (checked from the header, before decoding), and
-    decodes completely (a JPEG is decoded at 1/8 scale, which still reads every byte, so a truncated
-    file fails here).
+    Runs the processor's own loader (:func:`mner_hf.models.image_loading.load_image`: opens, pixel
+    limit from the header before decoding, full decode) with a JPEG decoded at 1/8 scale, which
+    still reads every byte, so a truncated file fails here as it would in the processor.
     """
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    return (
-                        f"image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels} "
-                        "(possible decompression bomb)"
-                    )
-                if image.format == "JPEG":
-                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                image.load()
-    except UnidentifiedImageError:
-        return "not a recognised image format (empty, corrupt or not an image)"
-    except Image.DecompressionBombError as exc:
-        return f"decompression bomb refused by PIL: {exc}"
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        return f"cannot decode image (truncated or corrupt): {exc}"
+        load_image(path, max_pixels=max_pixels, draft_size=(1, 1))
+    except ImageLoadError as error:
+        return error.reason
     return None
 
 

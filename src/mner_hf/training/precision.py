@@ -77,7 +77,7 @@ def precision_of(args: Any) -> PrecisionChoice:
     stored = getattr(args, ARGS_ATTRIBUTE, None)
     if isinstance(stored, dict):
         return PrecisionChoice(**stored)
-    device = "cuda" if torch.cuda.is_available() and not getattr(args, "use_cpu", False) else "cpu"
+    device = training_device({"use_cpu": getattr(args, "use_cpu", False)})
     if getattr(args, "bf16", False):
         return PrecisionChoice("bf16", "training.bf16", device, "training.bf16=true")
     if getattr(args, "fp16", False):
