@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Literal
 
 from .models.labels import DEFAULT_TYPE_MAP, DEFAULT_TYPES, OrphanPolicy, apply_orphan_policy, split_tag, tags_to_spans
+from .models.processing_mner import find_lone_surrogate
 from .raw_files import DEFAULT_MAX_PIXELS, OTHER_IMAGE_SUFFIXES, check_image, index_images_by_prefix, iter_raw_lines
 
 __all__ = [
@@ -71,7 +72,6 @@ __all__ = [
 ImagePolicy = Literal["error", "skip", "placeholder"]
 IMAGE_POLICIES: tuple[str, ...] = ("error", "skip", "placeholder")
 TWITTER2017_PREFIX = "twitter2017-"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII_BLANK = " \t\f\v"
 
 
@@ -518,13 +518,14 @@ def _python_literal(line: str) -> dict | None:
 
 def _check_surrogates(path: Path, line_no: int, key: str, value: str, index: int | None = None) -> None:
     """A lone surrogate (from a ``\\udXXX`` JSON escape) cannot be stored or encoded: name it."""
-    m = _SURROGATE.search(value)
-    if m:
+    at = find_lone_surrogate(value)
+    if at >= 0:
         where = f"{key!r}[{index}]" if index is not None else repr(key)
+        code = ord(value[at])
         raise MNERFormatError(
             path, line_no,
-            f"{where} holds a lone surrogate U+{ord(m.group()):04X} at character {m.start()} "
-            f"(an unpaired \\u{ord(m.group()):04x} escape: not valid Unicode text)",
+            f"{where} holds a lone surrogate U+{code:04X} at character {at} "
+            f"(an unpaired \\u{code:04x} escape: not valid Unicode text)",
         )
 
 
