@@ -235,11 +235,6 @@ def _normalise_post(inputs: Any) -> dict[str, Any]:
     return {"text": text, "words": words, "images": _as_image_list(inputs.get("images"))}
 
 
-def _prepare_defaults(params: dict[str, Any]) -> dict[str, Any]:
-    return {"timeout": params.get("timeout", DEFAULT_TIMEOUT), "too_many_images": params.get("too_many_images", "error"),
-            "max_image_bytes": params.get("max_image_bytes", MAX_DOWNLOAD_BYTES)}
-
-
 def _token_offsets(words: Sequence[str]) -> list[tuple[int, int]]:
     """Character offsets of ``words`` inside ``" ".join(words)``."""
     offsets, pos = [], 0
@@ -342,15 +337,10 @@ class MultimodalNERPipeline(Pipeline):
             preprocess["too_many_images"] = too_many_images
         return preprocess, forward, {}
 
-    def preprocess(
-        self,
-        inputs: Any,
-        timeout: float = DEFAULT_TIMEOUT,
-        too_many_images: str = "error",
-        max_image_bytes: int = MAX_DOWNLOAD_BYTES,
-    ) -> dict[str, Any]:
-        """One post -> ``{"features": encode_example output (unpadded), "meta": {...}}``."""
-        return self._encode_text(self._prepare_post(inputs, timeout, too_many_images, max_image_bytes))
+    def preprocess(self, inputs: Any, **params: Any) -> dict[str, Any]:
+        """One post -> ``{"features": encode_example output (unpadded), "meta": {...}}``; ``params``
+        as :meth:`_prepare_post` takes them (``timeout``, ``too_many_images``, ``max_image_bytes``)."""
+        return self._encode_text(self._prepare_post(inputs, **params))
 
     def _prepare_post(
         self,
@@ -424,7 +414,7 @@ class MultimodalNERPipeline(Pipeline):
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mner-images") as pool:
             pending: deque = deque()
             for index, post in enumerate(inputs):
-                pending.append((index, pool.submit(self._prepare_post, post, **_prepare_defaults(preprocess_params))))
+                pending.append((index, pool.submit(self._prepare_post, post, **preprocess_params)))
                 if len(pending) > lookahead:
                     yield self._finish_indexed(*pending.popleft())
             while pending:
