@@ -188,20 +188,18 @@ def run_training(
     model = build_model(config, text_path, vision_path, labels)
     collator = MNERDataCollator(processor, label_names=labels)
 
-    cacheable = True
-    if use_vision and config.model.freeze_vision and config.model.cache_frozen_vision:
-        from .feature_cache import find_image_encoder
-
-        # MGIPS-CL with mutual attention (eq. 4): the frozen encoder's tokens depend on the text,
-        # so there is nothing text-independent to cache; train from pixels and say so.
-        cacheable = getattr(find_image_encoder(model), "cache_mode", "pooled") != "unavailable"
-        if not cacheable:
-            logger.warning("frozen-vision feature cache off: this model's vision features depend on the text "
-                           "(MGIPS-CL vision_attends_text=True, eq. 4); images are encoded every step")
-    if use_vision and config.model.freeze_vision and config.model.cache_frozen_vision and cacheable:
+    use_cache = use_vision and config.model.freeze_vision and config.model.cache_frozen_vision
+    if use_cache:
         from .feature_cache import CachedFeatureCollator, cache_image_features, find_image_encoder
 
         encoder = find_image_encoder(model)
+        if getattr(encoder, "cache_mode", "pooled") == "unavailable":
+            # MGIPS-CL with mutual attention (eq. 4): the frozen encoder's tokens depend on the text,
+            # so there is nothing text-independent to cache; train from pixels and say so.
+            logger.warning("frozen-vision feature cache off: this model's vision features depend on the text "
+                           "(MGIPS-CL vision_attends_text=True, eq. 4); images are encoded every step")
+            use_cache = False
+    if use_cache:
         for split in list(dd):
             dd[split] = cache_image_features(dd[split], processor, encoder, output_dir / "feature_cache")
         collator = CachedFeatureCollator(collator)
