@@ -226,7 +226,7 @@ def _preprocessed_lines(
     def post(record: dict[str, Any]) -> dict[str, Any]:
         return {k: record[k] for k in _POST_KEYS if k in record}
 
-    if not hasattr(pipe, "_prepare_post"):  # pipeline code saved before the split: one line at a time
+    if not hasattr(pipe, "prepare_ahead"):  # pipeline code saved before the split: one line at a time
         for line_no, record, error in lines:
             item = None
             if error is None:
@@ -236,31 +236,17 @@ def _preprocessed_lines(
                     error = str(exc)
             yield line_no, record, item, error
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     params = {k: preprocess_params[k] for k in ("timeout", "too_many_images", "max_image_bytes")
               if k in preprocess_params}
-
-    def finish(line_no, record, future, error):
+    items = (((line_no, record, error), post(record) if error is None else None) for line_no, record, error in lines)
+    for (line_no, record, error), future in pipe.prepare_ahead(items, params, lookahead):
         item = None
         if future is not None:
             try:
                 item = pipe._encode_text(future.result())
             except (ValueError, TypeError) as exc:
                 error = str(exc)
-        return line_no, record, item, error
-
-    threads = getattr(pipe, "decode_threads", None) or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mner-predict") as pool:
-        pending: deque = deque()
-        for line_no, record, error in lines:
-            future = pool.submit(pipe._prepare_post, post(record), **params) if error is None else None
-            pending.append((line_no, record, future, error))
-            if len(pending) > lookahead:
-                yield finish(*pending.popleft())
-        while pending:
-            yield finish(*pending.popleft())
+        yield line_no, record, item, error
 
 
 def predict_file(

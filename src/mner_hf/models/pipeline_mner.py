@@ -407,18 +407,27 @@ class MultimodalNERPipeline(Pipeline):
             return []
         return super().__call__(inputs, *args, **kwargs)
 
-    def _preprocessed(self, inputs: Iterable[Any], preprocess_params: dict[str, Any], lookahead: int) -> Iterator[dict]:
-        """Preprocessed posts in input order; up to ``lookahead`` posts are opened and encoded ahead in
-        a pool of :attr:`decode_threads` threads (PIL and numpy release the GIL) while the model runs."""
+    def prepare_ahead(
+        self, items: Iterable[tuple[Any, Any]], preprocess_params: dict[str, Any], lookahead: int
+    ) -> Iterator[tuple[Any, Any]]:
+        """``(key, future)`` per ``(key, post)`` of ``items``, in order: up to ``lookahead`` posts are
+        opened and encoded ahead (:meth:`_prepare_post`) in a pool of :attr:`decode_threads` threads
+        (PIL and numpy release the GIL) while the caller runs the model. A ``post`` of ``None`` (an
+        item the caller already rejected) gets ``future = None``."""
         threads = self.decode_threads or min(4, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mner-images") as pool:
             pending: deque = deque()
-            for index, post in enumerate(inputs):
-                pending.append((index, pool.submit(self._prepare_post, post, **preprocess_params)))
+            for key, post in items:
+                pending.append((key, None if post is None else pool.submit(self._prepare_post, post, **preprocess_params)))
                 if len(pending) > lookahead:
-                    yield self._finish_indexed(*pending.popleft())
+                    yield pending.popleft()
             while pending:
-                yield self._finish_indexed(*pending.popleft())
+                yield pending.popleft()
+
+    def _preprocessed(self, inputs: Iterable[Any], preprocess_params: dict[str, Any], lookahead: int) -> Iterator[dict]:
+        """Preprocessed posts in input order, their images prepared ahead (:meth:`prepare_ahead`)."""
+        for index, future in self.prepare_ahead(enumerate(inputs), preprocess_params, lookahead):
+            yield self._finish_indexed(index, future)
 
     def _finish_indexed(self, index: int, future: Any) -> dict[str, Any]:
         """Tokenize post ``index`` once its images are ready; its errors start with ``post <index>:``."""
