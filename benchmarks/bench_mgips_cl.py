@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mfu import StepResult, add_common_arguments, measure, model_steps, print_header, setup  # noqa: E402
+from mfu import StepResult, add_common_arguments, finish, measure, model_steps, print_header, setup  # noqa: E402
 
 from mner_hf.models.configuration_mgips_cl import MGIPSCLConfig  # noqa: E402
 from mner_hf.models.modeling_mgips_cl import MGIPSCLForTokenClassification  # noqa: E402
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
                 result = measure(f"{kind} {path}", precision, fn, args.batch, args, peaks[precision])
                 print(result.row(), flush=True)
                 results.append(result)
+    results = finish(results, peaks, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": facts, "results": [r.to_dict() for r in results]}, indent=2))
     return results

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mfu import DTYPES, StepResult, add_common_arguments, linear_rate, measure, model_steps, print_header, setup  # noqa: E402
+from mfu import DTYPES, StepResult, add_common_arguments, finish, linear_rate, measure, model_steps, print_header, setup  # noqa: E402
 
 from mner_hf.models import TPMMIConfig, TPMMIForTokenClassification  # noqa: E402
 
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> list[StepResult]:
                 print(result.row(), flush=True)
                 results.append(result)
     model.config.encode_padded_images = False
+    results = finish(results, peaks, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": facts, "results": [r.to_dict() for r in results]}, indent=2))
     return results

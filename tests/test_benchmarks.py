@@ -73,7 +73,21 @@ def test_model_benchmarks_tiny(name, tmp_path, capsys) -> None:
     assert 2.0 <= ratio <= 3.2
     text = capsys.readouterr().out
     assert "matmul peak (measured)" in text and "MFU" in text and "torch_threads=1" in text
+    assert "matmul peak re-measured after the steps" in text
+    assert "cpu allocator: " in text  # what malloc ran (mner_hf.cpu_allocator) is part of the record
     assert '"mfu"' in out.read_text()
+
+
+def test_finish_reports_mfu_against_the_higher_peak(monkeypatch, capsys) -> None:
+    rows = [mfu.StepResult("train images", "fp32", flops=int(4e11), seconds=2.0, examples=8, peak=4e11),
+            mfu.StepResult("train images", "bf16", flops=int(4e11), seconds=1.0, examples=8, peak=8e11)]
+    # the machine reached a higher fp32 peak after the steps, a lower bf16 one
+    monkeypatch.setattr(mfu, "measure_peaks", lambda precisions, args: {"fp32": 5e11, "bf16": 6e11})
+    final = mfu.finish(rows, {"fp32": 4e11, "bf16": 8e11}, None)
+    assert [r.peak for r in final] == [5e11, 8e11]
+    assert final[0].mfu == pytest.approx(0.4) and final[1].mfu == pytest.approx(0.5)
+    text = capsys.readouterr().out
+    assert "against the higher of the two peaks" in text and "40.0%" in text
 
 
 def test_pipeline_benchmark_tiny() -> None:

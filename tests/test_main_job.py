@@ -10,6 +10,7 @@ the written predictions with the photos.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -46,6 +47,10 @@ def test_main_job_end_to_end(tmp_path):
     results = json.loads((final / "results.json").read_text())
     assert results["test"]["overall"]["support"] > 100  # real held-out entities, not a 20-entity toy
     assert results["validation"]["overall"]["precision"] > 0.0  # it tags some dev entities right already
+    # CPU training ran with glibc malloc keeping freed activations (mner_hf.cpu_allocator), and said so
+    if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION"):
+        assert results["cpu_allocator"]["applied"] is True and results["cpu_allocator"]["mmap_threshold"] >= 2**25
+        assert "cpu allocator: glibc malloc: mmap threshold" in stdout
     # the vocabulary was extended: the [UNK] share of training characters goes from ~55% to 0
     added, before, after = re.search(
         r"vocabulary: \+(\d+) training-corpus characters .*\[UNK\] share of training characters ([\d.]+)% -> ([\d.]+)%",

@@ -48,7 +48,10 @@ def bert_crf_run(tmp_path_factory):
 def test_run_writes_results_and_predictions(bert_crf_run):
     out, _, tmp = bert_crf_run
     res = json.loads((out.final_dir / "results.json").read_text())
-    assert set(res) == {"validation", "test", "data", "precision"}
+    assert set(res) == {"validation", "test", "data", "precision", "cpu_allocator"}
+    from mner_hf.cpu_allocator import tune_cpu_allocator
+
+    assert res.pop("cpu_allocator") == tune_cpu_allocator().to_dict()  # the process-wide setting it trained with
     assert res["data"]["read"]["train"]["posts"] == 6 and res["data"]["images_used"] is False
     # the precision the run used and why ("auto" resolved for this machine), also in the card
     from mner_hf.models.precision import resolve_precision

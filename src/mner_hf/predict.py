@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cpu_allocator import tune_cpu_allocator
 from .models.image_loading import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_URL_TIMEOUT
 from .models.processing_mner import find_lone_surrogate
 
@@ -404,6 +405,8 @@ def run(args: argparse.Namespace) -> int:
         return fatal(f"cannot load the checkpoint {model}: {type(exc).__name__}: {exc}")
     if hasattr(pipe, "precision"):
         print(f"precision: {pipe.precision}", file=sys.stderr)
+    if getattr(getattr(pipe, "device", None), "type", "cpu") == "cpu":
+        print(f"cpu allocator: {tune_cpu_allocator()}", file=sys.stderr)
     kwargs: dict[str, Any] = {"timeout": args.timeout, "too_many_images": args.too_many_images,
                               "max_image_bytes": args.max_image_bytes}
     try:

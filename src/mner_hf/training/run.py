@@ -265,7 +265,8 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
     precision = trainer.precision.to_dict()
     data_report = getattr(dd, "data_report", None)
     (final_dir / "results.json").write_text(
-        json.dumps({**results, "data": data_report or {}, "precision": precision}, indent=2))
+        json.dumps({**results, "data": data_report or {}, "precision": precision,
+                    "cpu_allocator": trainer.cpu_allocator.to_dict()}, indent=2))
     files["results"] = final_dir / "results.json"
     (final_dir / "run_config.yaml").write_text(config.to_yaml())
     files["run_config"] = final_dir / "run_config.yaml"

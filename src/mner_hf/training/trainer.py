@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
+from ..cpu_allocator import AllocatorTuning, tune_cpu_allocator
 from .optim import build_optimizer_groups
 from .precision import ARGS_ATTRIBUTE, choose_training_precision, precision_flags, precision_of
 from .run_config import OptimSection
@@ -129,8 +130,12 @@ class MNERTrainer(Trainer):
         self.last_eval_details: dict[str, dict[str, Any]] = {}
         #: the precision training and evaluation run at, and why (``PrecisionChoice``)
         self.precision = precision_of(self.args)
+        #: glibc malloc settings of this process (:mod:`mner_hf.cpu_allocator`): tuned for CPU training
+        self.cpu_allocator = (tune_cpu_allocator() if self.precision.device_type == "cpu"
+                              else AllocatorTuning(False, f"training on {self.precision.device_type}"))
         if self.is_world_process_zero():
             print(f"precision: {self.precision}", flush=True)
+            print(f"cpu allocator: {self.cpu_allocator}", flush=True)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
