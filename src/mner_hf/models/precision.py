@@ -8,9 +8,10 @@ torch and the standard library. Training (``mner_hf.training.precision``) uses t
 
 * on CUDA when ``torch.cuda.is_bf16_supported()`` (Ampere and newer);
 * on CPU when torch reports AVX512-BF16 (``torch.cpu._is_avx512_bf16_supported()``) or AMX tiles
-  (``torch.cpu._is_amx_tile_supported()``): oneDNN then runs bf16 matmuls natively (measured on
-  one such machine, 2 cores with AMX: square bf16 matmuls 1.0-1.6 TFLOP/s vs 234 GFLOP/s fp32;
-  the TPM-MI train step 1.9x faster, ``benchmarks/README.md``);
+  (``torch.cpu._is_amx_tile_supported()``): oneDNN then runs bf16 matmuls natively (measured,
+  2 cores: with AMX square bf16 matmuls 1.0-1.6 TFLOP/s vs 234 GFLOP/s fp32 and the TPM-MI train
+  step 1.9x faster; AVX512-BF16 without AMX 0.37-0.43 TFLOP/s vs 0.16-0.20 and the step 2.3x
+  faster, ``benchmarks/README.md``);
 
 and fp32 everywhere else: on a CPU without those instructions bf16 is emulated and autocast is
 about 10x SLOWER than fp32. ``fp32``, ``bf16`` and ``fp16`` can always be requested explicitly
