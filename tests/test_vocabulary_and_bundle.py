@@ -15,8 +15,11 @@ CORPUS = [["旅", "游", "在", "北", "京"], ["北", "京", "a", "b"], ["旅",
 
 @pytest.fixture()
 def tiny_text(tmp_path):
-    """A tiny random BERT whose WordPiece vocabulary knows English words only (no Chinese)."""
-    return tiny_text_encoder(tmp_path / "text", [["a", "b", "alpha", "beta", "gamma"]] * 5)
+    """A tiny random BERT whose WordPiece vocabulary knows English words only (no Chinese). Its
+    vocabulary must be larger than hidden size + 1: transformers' mean_resizing samples new rows only
+    when the pretrained rows' covariance is positive definite (else every new row is their mean)."""
+    words = ["a", "b", "alpha", "beta", "gamma"] + [f"{c}{d}" for c in "xyz" for d in "klmnopqrstuv"]
+    return tiny_text_encoder(tmp_path / "text", [words] * 5)
 
 
 def test_unknown_characters_by_frequency(tiny_text):
@@ -37,6 +40,7 @@ def test_extend_vocabulary_adds_rows_from_the_pretrained_distribution(tiny_text,
     ids = new_tok(["旅", "游", "a"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
     assert ids[:2] == [len(old_tok), len(old_tok) + 3] and ids[2] == old_tok.convert_tokens_to_ids("a")
     old = AutoModel.from_pretrained(tiny_text).get_input_embeddings().weight.detach()
+    assert len(old) > old.shape[1] + 1  # the fixture's premise (see tiny_text)
     new = AutoModel.from_pretrained(folder).get_input_embeddings().weight.detach()
     assert new.shape == (len(old_tok) + 6, old.shape[1])
     torch.testing.assert_close(new[: len(old)], old)  # pretrained rows untouched

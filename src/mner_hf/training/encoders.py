@@ -18,7 +18,9 @@ text encoder whose vocabulary lacks the corpus's characters (the English MiniLM 
 characters as ``[UNK]``) gets every training-corpus character it maps to ``[UNK]`` as a new token
 (``tokenizer.add_tokens``) and a resized embedding matrix whose new rows are drawn from a normal
 distribution with the mean and covariance of the pretrained rows (``resize_token_embeddings(...,
-mean_resizing=True)``), so they start inside the pretrained embedding distribution. Give them their
+mean_resizing=True)``), so they start inside the pretrained embedding distribution (transformers
+uses the mean itself for every new row when that covariance is singular: vocabularies no larger
+than the hidden size, i.e. tiny test models only). Give them their
 own learning rate with ``optim.embeddings_lr`` (:mod:`mner_hf.training.optim`).
 """
 
