@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mner_hf.training.encoders import tiny_text_encoder, tiny_vision_encoder
-from mner_hf.training.feature_cache import CachedFeatureCollator, cache_image_features, vision_fingerprint
+from mner_hf.training.feature_cache import CachedFeatureCollator, cache_image_features, image_input_settings, vision_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_cached_features_equal_encoder_and_are_reused(setup):
         assert got.shape == ref.shape == (min(4, row["num_images"]), enc.output_dim)
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
     files = sorted(p.name for p in (tmp / "cache").glob("*.arrow"))
-    assert len(files) == 1 and vision_fingerprint(enc, proc.image_processor, 4) in files[0]
+    assert len(files) == 1 and vision_fingerprint(enc, proc.image_processor, 4, image_input_settings(proc)) in files[0]
     # second call: same file, loaded not recomputed (a poisoned encoder would change values)
     poisoned = lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed"))  # noqa: E731
     orig_forward = enc.forward
@@ -59,7 +59,7 @@ def test_cached_features_equal_encoder_and_are_reused(setup):
     # other weights -> other key -> other file
     with torch.no_grad():
         next(enc.parameters()).add_(1.0)
-    key2 = vision_fingerprint(enc, proc.image_processor, 4)
+    key2 = vision_fingerprint(enc, proc.image_processor, 4, image_input_settings(proc))
     with torch.no_grad():
         next(enc.parameters()).sub_(1.0)
     assert key2 not in files[0]
@@ -84,3 +84,30 @@ def test_cached_collator_pads_embeds(setup):
         assert batch["image_embeds"][i, n:].abs().sum() == 0
     with pytest.raises(KeyError, match="image_embeds"):
         CachedFeatureCollator(base)([ds[0]])
+
+
+def test_cache_key_follows_the_processors_image_loading(setup):
+    """A cache built with reduced-scale JPEG decoding is not reused for full-size decoding (or for
+    another error policy): those settings change the pixels, so they are part of the key."""
+    import copy
+
+    ds, proc, enc, tmp = setup
+    full = copy.copy(proc)
+    full.jpeg_draft = False
+    assert proc.decode_size() is not None and full.decode_size() is None
+    placeholder = copy.copy(proc)
+    placeholder.on_image_error = "placeholder"
+    keys = {vision_fingerprint(enc, p.image_processor, 4, image_input_settings(p)) for p in (proc, full, placeholder)}
+    assert len(keys) == 3
+    folder = tmp / "cache_draft"
+    drafted = cache_image_features(ds, proc, enc, folder, batch_size=4)
+    decoded = cache_image_features(ds, full, enc, folder, batch_size=4)
+    assert len(list(folder.glob("*.arrow"))) == 2  # a second file, not the drafted one reused
+    row = next(i for i in range(len(ds)) if ds[i]["num_images"])
+    a, b = torch.tensor(drafted[row]["image_embeds"]), torch.tensor(decoded[row]["image_embeds"])
+    assert a.shape == b.shape and not torch.equal(a, b)  # the two decodings give other pixels
+    # and the full-size cache holds what the encoder computes from full-size decoding
+    feats = full.encode_example(ds[row]["tokens"], None, ds[row]["images"])
+    with torch.no_grad():
+        ref = enc(torch.from_numpy(feats["pixel_values"])[None], torch.tensor([feats["image_mask"]])).image_embeds[0]
+    torch.testing.assert_close(b, ref, atol=1e-5, rtol=1e-4)

@@ -40,8 +40,21 @@ def find_image_encoder(model: nn.Module) -> nn.Module:
     raise ValueError(f"{type(model).__name__} has no ImageEncoder sub-module: nothing to cache")
 
 
-def vision_fingerprint(encoder: nn.Module, image_processor: Any = None, max_images: int | None = None) -> str:
-    """16-hex key of the vision encoder: config JSON, all parameters and buffers, preprocessing."""
+def image_input_settings(processor: Any) -> dict[str, Any]:
+    """The MNERProcessor settings that change the pixels an image becomes, besides its image
+    processor: image mode, truncation and error policies, the pixel limit, the stitch tile and the
+    JPEG draft decoding size (``decode_size()``: reduced-scale DCT decoding changes the pixels)."""
+    names = ("image_mode", "too_many_images", "on_image_error", "max_pixels", "stitch_tile_size", "jpeg_draft")
+    settings = {name: getattr(processor, name, None) for name in names}
+    decode_size = getattr(processor, "decode_size", None)
+    settings["decode_size"] = decode_size() if callable(decode_size) else None
+    return settings
+
+
+def vision_fingerprint(encoder: nn.Module, image_processor: Any = None, max_images: int | None = None,
+                       image_settings: dict[str, Any] | None = None) -> str:
+    """16-hex key of the vision encoder: config JSON, all parameters and buffers, preprocessing
+    (the image processor, ``max_images`` and the processor's :func:`image_input_settings`)."""
     h = hashlib.sha256()
     config = getattr(getattr(encoder, "backbone", encoder), "config", None)
     if config is not None:
@@ -52,6 +65,8 @@ def vision_fingerprint(encoder: nn.Module, image_processor: Any = None, max_imag
     if image_processor is not None:
         h.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
     h.update(str(max_images).encode())
+    if image_settings is not None:
+        h.update(json.dumps(image_settings, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
 
@@ -78,7 +93,8 @@ def cache_image_features(
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = vision_fingerprint(encoder, getattr(processor, "image_processor", None), getattr(processor, "max_images", None))
+    key = vision_fingerprint(encoder, getattr(processor, "image_processor", None), getattr(processor, "max_images", None),
+                             image_input_settings(processor))
     mode = getattr(encoder, "cache_mode", "pooled")
     if hasattr(encoder, "check_cacheable"):
         encoder.check_cacheable()  # MGIPS-CL with eq. 4: vision features depend on the text
