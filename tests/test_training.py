@@ -48,7 +48,8 @@ def bert_crf_run(tmp_path_factory):
 def test_run_writes_results_and_predictions(bert_crf_run):
     out, _, tmp = bert_crf_run
     res = json.loads((out.final_dir / "results.json").read_text())
-    assert set(res) == {"validation", "test", "data", "precision", "cpu_allocator"}
+    assert set(res) == {"validation", "test", "data", "precision", "cpu_allocator", "cpu_threads"}
+    assert res.pop("cpu_threads")["torch_threads"] == torch.get_num_threads()
     from mner_hf.cpu_allocator import tune_cpu_allocator
 
     assert res.pop("cpu_allocator") == tune_cpu_allocator().to_dict()  # the process-wide setting it trained with

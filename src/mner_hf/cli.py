@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # the console script's own arguments: `mner-hf train` may re-start itself with them
+    # (mner_hf.training.thread_binding); in-process calls (argv given) never re-start
+    args.restart_argv = list(sys.argv[1:]) if argv is None else None
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .predictions import format_tagged_post, prediction_records, read_jsonl, summary_table, write_jsonl
 from .run_config import RunConfig, RunConfigError, training_arguments_kwargs
+from .thread_binding import thread_cpus
 from .splits import ensure_splits, take_fraction
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
     data_report = getattr(dd, "data_report", None)
     (final_dir / "results.json").write_text(
         json.dumps({**results, "data": data_report or {}, "precision": precision,
-                    "cpu_allocator": trainer.cpu_allocator.to_dict()}, indent=2))
+                    "cpu_allocator": trainer.cpu_allocator.to_dict(), "cpu_threads": {**trainer.cpu_threads, "thread_cpus": thread_cpus()}}, indent=2))
     files["results"] = final_dir / "results.json"
     (final_dir / "run_config.yaml").write_text(config.to_yaml())
     files["run_config"] = final_dir / "run_config.yaml"
@@ -381,6 +382,10 @@ def main_from_args(args: argparse.Namespace) -> int:
     except RunConfigError as err:
         print(f"mner-hf train: {err}")
         return 2
+    if getattr(args, "restart_argv", None) is not None:
+        from .thread_binding import maybe_rebind
+
+        maybe_rebind(training_arguments_kwargs(config), args.restart_argv)  # re-starts when binding helps
     out = run_training(config, resume=getattr(args, "resume", None), do_test=not getattr(args, "no_test", False))
     if out.files:
         print_report(out)

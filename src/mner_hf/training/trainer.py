@@ -28,6 +28,7 @@ from ..cpu_allocator import AllocatorTuning, tune_cpu_allocator
 from .optim import build_optimizer_groups
 from .precision import ARGS_ATTRIBUTE, choose_training_precision, precision_flags, precision_of
 from .run_config import OptimSection
+from .thread_binding import current_binding
 
 IGNORE = -100
 
@@ -133,9 +134,13 @@ class MNERTrainer(Trainer):
         #: glibc malloc settings of this process (:mod:`mner_hf.cpu_allocator`): tuned for CPU training
         self.cpu_allocator = (tune_cpu_allocator() if self.precision.device_type == "cpu"
                               else AllocatorTuning(False, f"training on {self.precision.device_type}"))
+        #: torch threads of this process and whether they are bound to cores (:mod:`.thread_binding`)
+        self.cpu_threads = {"torch_threads": torch.get_num_threads(), **current_binding().to_dict()}
         if self.is_world_process_zero():
             print(f"precision: {self.precision}", flush=True)
             print(f"cpu allocator: {self.cpu_allocator}", flush=True)
+            if self.precision.device_type == "cpu":
+                print(f"cpu threads: {self.cpu_threads['torch_threads']}, {current_binding()}", flush=True)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
