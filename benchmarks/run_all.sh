@@ -20,5 +20,6 @@ run tpm_mi_forloop python -u benchmarks/bench_tpm_mi.py --layers 4 --precisions 
 run tpm_mi_fused python -u benchmarks/bench_tpm_mi.py --layers 4 --precisions bf16 --paths images --no-infer --optimizer fused
 run tpm_mi_vit_eager python -u benchmarks/bench_tpm_mi.py --layers 4 --precisions fp32,bf16 --paths images --no-infer --vision-attn eager
 run tpm_mi_malloc_default python -u benchmarks/bench_tpm_mi.py --precisions fp32,bf16 --paths images --no-infer --malloc default
+run tpm_mi_bound env OMP_PROC_BIND=close OMP_PLACES=cores python -u benchmarks/bench_tpm_mi.py --paths images --no-infer
 run pipeline_fp32 python -u benchmarks/bench_pipeline.py --precision fp32
 run tpm_mi_1thread python -u benchmarks/bench_tpm_mi.py --layers 4 --precisions fp32,bf16 --paths images --no-infer --threads 1
