@@ -52,6 +52,12 @@ def test_current_binding_reports_the_process():
     assert current_binding({MARK: "1", "OMP_PROC_BIND": "close"}).reason.startswith("mner-hf train re-started")
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without any thread settings, offline."""
+    drop = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY", "OMP_NUM_THREADS", MARK, SWITCH)
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, "HF_HUB_OFFLINE": "1"}
+
+
 def _tiny_run(tmp_path, extra_env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     config = {
         "model": {"type": "bert-crf", "text_encoder": "tiny-random", "vision_encoder": None, "use_images": False},
@@ -62,9 +68,7 @@ def _tiny_run(tmp_path, extra_env: dict | None = None) -> tuple[subprocess.Compl
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY",
-                                                            "KMP_AFFINITY", "OMP_NUM_THREADS", MARK, SWITCH)}
-    env.update(HF_HUB_OFFLINE="1", **(extra_env or {}))
+    env = {**_clean_env(), **(extra_env or {})}
     # `python -m mner_hf.cli` is the console script's code path (argv from sys.argv)
     proc = subprocess.run([sys.executable, "-m", "mner_hf.cli", "train", "--config", str(path), "--no-test"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
@@ -75,15 +79,17 @@ def _tiny_run(tmp_path, extra_env: dict | None = None) -> tuple[subprocess.Compl
 @pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                     reason="binding needs Linux and at least 2 CPUs")
 def test_mner_hf_train_restarts_bound_and_records_it(tmp_path):
-    import torch
-
-    if torch.cuda.is_available() or torch.get_num_threads() < len(os.sched_getaffinity(0)):
+    # what a fresh process has (this test process may have changed its own thread count)
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads(), torch.cuda.is_available())"],
+                           capture_output=True, text=True, check=True, env=_clean_env())
+    threads_default, cuda = probe.stdout.split()
+    if cuda == "True" or int(threads_default) < len(os.sched_getaffinity(0)):
         pytest.skip("this machine's run would not bind (CUDA, or fewer torch threads than CPUs)")
     proc, results = _tiny_run(tmp_path)
     assert proc.stdout.count("cpu threads: re-starting with OMP_PROC_BIND=close OMP_PLACES=cores") == 1
     threads = results["cpu_threads"]
     assert threads["bound"] is True and threads["reason"].startswith("mner-hf train re-started")
-    assert threads["torch_threads"] == torch.get_num_threads()
+    assert threads["torch_threads"] == int(threads_default)
     # the operating system's view: torch's OpenMP threads each pinned to one CPU
     cpus = threads["thread_cpus"]
     assert len(cpus) >= 2 and len({c for c in cpus if c.isdigit()}) >= 2, cpus
