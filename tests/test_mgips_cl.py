@@ -429,6 +429,9 @@ def test_feature_cache_stores_patch_tokens_for_mgips_cl(tmp_path) -> None:
         cache_image_features(ds, proc, make_model().vision_encoder, tmp_path / "cache")
     enc = make_model(vision_attends_text=False).eval().vision_encoder
     cached = cache_image_features(ds, proc, enc, tmp_path / "cache", batch_size=2)
+    from datasets import List, Value
+
+    assert cached.features["image_embeds"] == List(List(List(List(Value("float32")))))  # (n, L+1, S, D) float32
     for i in range(3):
         feats = proc.encode_example(ds[i]["tokens"], None, ds[i]["images"])
         ref = enc.cache_features(torch.from_numpy(np.asarray(feats["pixel_values"]))[None], torch.tensor([feats["image_mask"]]))[0]

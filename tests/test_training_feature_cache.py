@@ -37,6 +37,11 @@ def test_cached_features_equal_encoder_and_are_reused(setup):
     ds, proc, enc, tmp = setup
     cached = cache_image_features(ds, proc, enc, tmp / "cache", batch_size=4)
     assert cached["num_images"] == ds["num_images"]
+    from datasets import List, Value
+
+    # typed columns: float32 vectors (inferred from Python floats they were float64: twice the size)
+    assert cached.features["image_embeds"] == List(List(Value("float32")))
+    assert cached.features["image_mask"] == List(Value("int64"))
     for i in (0, 3):
         row = ds[i]
         feats = proc.encode_example(row["tokens"], None, row["images"])
