@@ -91,6 +91,19 @@ def test_cached_collator_pads_embeds(setup):
         CachedFeatureCollator(base)([ds[0]])
 
 
+def test_posts_with_and_without_images_share_a_batch(setup, tmp_path):
+    """A batch mixing photo posts and text-only posts, and a batch without any image, both cache."""
+    ds, proc, enc, _ = setup
+    with_images = next(i for i in range(len(ds)) if ds[i]["num_images"])
+    mixed = ds.select([with_images, with_images]).map(lambda r, i: {"images": r["images"] if i == 0 else []},
+                                                      with_indices=True)
+    cached = cache_image_features(mixed, proc, enc, tmp_path / "mixed", batch_size=2)
+    assert len(cached[0]["image_embeds"]) == min(4, ds[with_images]["num_images"]) and cached[1]["image_embeds"] == []
+    assert cached[1]["image_mask"] == []
+    none = mixed.map(lambda r: {"images": []})
+    assert cache_image_features(none, proc, enc, tmp_path / "none", batch_size=2)["image_embeds"] == [[], []]
+
+
 def test_cache_key_follows_the_processors_image_loading(setup):
     """A cache built with reduced-scale JPEG decoding is not reused for full-size decoding (or for
     another error policy): those settings change the pixels, so they are part of the key."""

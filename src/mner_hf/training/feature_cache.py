@@ -137,7 +137,9 @@ def cache_image_features(
         out_embeds, out_mask = [], []
         for b, f in enumerate(feats):
             n = len(f["image_mask"])
-            out_embeds.append(embeds[b, :n] if n else [])  # float32 arrays: no per-float Python objects
+            # float32 arrays (no per-float Python objects), (0, ...) for a post without images; a
+            # batch without any image has no feature shape: empty lists
+            out_embeds.append(embeds[b, :n] if mask.numel() else [])
             out_mask.append(list(f["image_mask"]))
         return {"image_embeds": out_embeds, "image_mask": out_mask}
 
