@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mfu import machine_facts  # noqa: E402
+from mfu import add_malloc_argument, apply_malloc, machine_facts, report_allocator  # noqa: E402
 
 SAMPLE_IMAGES = sorted((Path(__file__).resolve().parents[1] / "src" / "mner_hf" / "sample" / "images").glob("*.jpg"))
 WORDS = ("Kawhi Leonard and the Raptors celebrate in Toronto after beating Golden State , says ESPN reporter "
@@ -83,14 +83,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiny", action="store_true", help="tiny random encoders, few posts (CI)")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--malloc", default="tuned", choices=("tuned", "default"),
-                        help="glibc malloc as `mner-hf predict` sets it (mner_hf.cpu_allocator) or the defaults")
+    add_malloc_argument(parser)
     args = parser.parse_args(argv)
-    allocator = None
-    if args.malloc == "tuned" and not args.device.startswith("cuda"):
-        from mner_hf.cpu_allocator import tune_cpu_allocator
-
-        allocator = tune_cpu_allocator()
+    apply_malloc(args)
     if args.tiny:
         args.posts, args.batch = min(args.posts, 8), min(args.batch, 4)
     torch.set_num_threads(args.threads)
@@ -106,9 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"pipeline benchmark: batch={args.batch} posts={args.posts} images/post={args.images_per_post} "
               f"precision={pipe.precision}")
         print("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()), flush=True)
-        if allocator is not None:
-            print(f"cpu allocator: {allocator}")
-            facts["cpu_allocator"] = allocator.to_dict()
+        report_allocator(args, facts)
         image_sets = [("sample photos ~690x460", SAMPLE_IMAGES)]
         if args.large:
             image_sets.append(("photos 1200 px wide", large_copies(Path(tmp) / "large")))

@@ -201,20 +201,39 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: checks that everything runs (CI), seconds")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_malloc_argument(parser)
+
+
+def add_malloc_argument(parser: argparse.ArgumentParser) -> None:
+    """``--malloc tuned|default`` (all benchmarks; applied by :func:`apply_malloc`)."""
     parser.add_argument("--malloc", default="tuned", choices=("tuned", "default"),
                         help="CPU: glibc malloc as MNERTrainer / mner-hf predict set it (mner_hf.cpu_allocator, "
                              "the default) or the C library's defaults")
+
+
+def apply_malloc(args: argparse.Namespace) -> None:
+    """Tune the CPU allocator unless ``--malloc default`` or CUDA; ``args.allocator`` says what ran
+    (None when untouched), and :func:`print_header` / :func:`report_allocator` print it."""
+    args.allocator = None
+    if not args.device.startswith("cuda") and args.malloc == "tuned":
+        from mner_hf.cpu_allocator import tune_cpu_allocator
+
+        args.allocator = tune_cpu_allocator()
+
+
+def report_allocator(args: argparse.Namespace, facts: dict[str, object]) -> None:
+    """Print ``args.allocator`` and record it in ``facts`` (nothing when untouched)."""
+    allocator = getattr(args, "allocator", None)
+    if allocator is not None:
+        print(f"cpu allocator: {allocator}")
+        facts["cpu_allocator"] = allocator.to_dict()
 
 
 def setup(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
     """Apply ``--threads``; return the precisions and the measured matmul peak of each."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.allocator = None
-    if not args.device.startswith("cuda") and args.malloc == "tuned":
-        from mner_hf.cpu_allocator import tune_cpu_allocator
-
-        args.allocator = tune_cpu_allocator()
+    apply_malloc(args)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     bad = [p for p in precisions if p not in DTYPES]
     if bad:
@@ -287,10 +306,7 @@ def print_header(title: str, args: argparse.Namespace, peaks: dict[str, float], 
     print(title)
     print("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
     print("matmul peak (measured): " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()), flush=True)
-    allocator = getattr(args, "allocator", None)
-    if allocator is not None:
-        print(f"cpu allocator: {allocator}")
-        facts["cpu_allocator"] = allocator.to_dict()
+    report_allocator(args, facts)
     for line in extra:
         print(line)
     print(HEADER, flush=True)

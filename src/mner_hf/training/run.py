@@ -267,7 +267,8 @@ def write_final_folder(config, trainer, processor, dd, results, final_dir: Path,
     data_report = getattr(dd, "data_report", None)
     (final_dir / "results.json").write_text(
         json.dumps({**results, "data": data_report or {}, "precision": precision,
-                    "cpu_allocator": trainer.cpu_allocator.to_dict(), "cpu_threads": {**trainer.cpu_threads, "thread_cpus": thread_cpus()}}, indent=2))
+                    "cpu_allocator": trainer.cpu_allocator.to_dict(),
+                    "cpu_threads": {**trainer.cpu_threads, "thread_cpus": thread_cpus()}}, indent=2))
     files["results"] = final_dir / "results.json"
     (final_dir / "run_config.yaml").write_text(config.to_yaml())
     files["run_config"] = final_dir / "run_config.yaml"

@@ -124,13 +124,13 @@ def maybe_rebind(training_kwargs: Mapping[str, Any], argv: Sequence[str]) -> Thr
     so (does not return then); else return the decision. ``argv``: the command's arguments."""
     import torch
 
-    if os.environ.get(MARK):
+    if any(os.environ.get(name) for name in USER_VARIABLES):  # bound already: by our re-start or the user
         return current_binding()
     decision = binding_decision(
         os.environ, _cpu_count(), torch.get_num_threads(), torch.cuda.is_available(),
         bool(training_kwargs.get("use_cpu")), int(training_kwargs.get("dataloader_num_workers") or 0),
     )
-    if decision.bound and not any(os.environ.get(name) for name in USER_VARIABLES):
+    if decision.bound:
         env = {**os.environ, **BIND_VARIABLES, MARK: "1"}
         print(f"cpu threads: re-starting with {' '.join(f'{k}={v}' for k, v in BIND_VARIABLES.items())}", flush=True)
         sys.stderr.flush()

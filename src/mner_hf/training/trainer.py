@@ -135,12 +135,13 @@ class MNERTrainer(Trainer):
         self.cpu_allocator = (tune_cpu_allocator() if self.precision.device_type == "cpu"
                               else AllocatorTuning(False, f"training on {self.precision.device_type}"))
         #: torch threads of this process and whether they are bound to cores (:mod:`.thread_binding`)
-        self.cpu_threads = {"torch_threads": torch.get_num_threads(), **current_binding().to_dict()}
+        binding = current_binding()
+        self.cpu_threads = {"torch_threads": torch.get_num_threads(), **binding.to_dict()}
         if self.is_world_process_zero():
             print(f"precision: {self.precision}", flush=True)
             print(f"cpu allocator: {self.cpu_allocator}", flush=True)
             if self.precision.device_type == "cpu":
-                print(f"cpu threads: {self.cpu_threads['torch_threads']}, {current_binding()}", flush=True)
+                print(f"cpu threads: {self.cpu_threads['torch_threads']}, {binding}", flush=True)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
